@@ -1,0 +1,159 @@
+"""Several LSTM layers on top of each other, optionally bidirectional.
+
+Parameters are nested tuples, ``params[layer][direction]``, each an
+:class:`~jlstm.cell.LSTMParams`: one direction per layer, or two (forward,
+backward) for a bidirectional stack. Final states follow PyTorch's ``h_n`` /
+``c_n`` layout: a leading axis of ``num_layers * num_directions``, layer-major
+(layer 0 forward, layer 0 backward, layer 1 forward, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jlstm.cell import LSTMParams, LSTMState, check_params, init_params
+from jlstm.layer import layer
+
+Array = jax.Array
+StackParams = tuple[tuple[LSTMParams, ...], ...]  # params[layer][direction]
+
+
+def init_stack_params(
+    key: Array,
+    input_size: int,
+    hidden_size: int,
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    **init_kwargs: Any,
+) -> StackParams:
+    """Initialise every layer and direction with :func:`~jlstm.cell.init_params`.
+
+    Layer 0 reads ``input_size`` features; later layers read the previous
+    layer's output, ``num_directions * hidden_size``. ``init_kwargs``
+    (``forget_bias``, initializers, ``dtype``) go to every layer.
+
+    >>> p = init_stack_params(jax.random.key(0), 3, 8, num_layers=2, bidirectional=True)
+    >>> len(p), len(p[0]), p[1][0].w_x.shape
+    (2, 2, (16, 32))
+    """
+    if int(num_layers) != num_layers or num_layers < 1:
+        raise ValueError(f"num_layers must be a positive integer; got {num_layers!r}")
+    directions = 2 if bidirectional else 1
+    keys = jax.random.split(key, num_layers * directions).reshape(num_layers, directions)
+    params = []
+    for depth in range(num_layers):
+        size = input_size if depth == 0 else directions * hidden_size
+        params.append(tuple(init_params(k, size, hidden_size, **init_kwargs) for k in keys[depth]))
+    return tuple(params)
+
+
+def stack_shape(params: StackParams) -> tuple[int, int, int, int]:
+    """Check a stack's parameters; return (input_size, hidden_size, num_layers, directions)."""
+    if not isinstance(params, tuple | list) or not params:
+        raise TypeError(
+            f"params must be a non-empty sequence of layers (params[layer][direction]); "
+            f"got {type(params).__name__}"
+        )
+    directions = len(params[0]) if isinstance(params[0], tuple | list) else 0
+    if directions not in (1, 2):
+        raise ValueError(
+            "params[0] must hold 1 (forward) or 2 (forward, backward) LSTMParams; "
+            f"got {params[0]!r:.80}"
+        )
+    input_size, hidden = check_params(params[0][0], "params[0][0]")
+    for depth, directional in enumerate(params):
+        if not isinstance(directional, tuple | list) or len(directional) != directions:
+            raise ValueError(
+                f"params[{depth}] must hold {directions} LSTMParams like params[0]; "
+                f"got {directional!r:.80}"
+            )
+        expected_in = input_size if depth == 0 else directions * hidden
+        for d, p in enumerate(directional):
+            name = f"params[{depth}][{d}]"
+            size, h = check_params(p, name)
+            if (size, h) != (expected_in, hidden):
+                raise ValueError(
+                    f"{name} must have input_size {expected_in} and hidden_size {hidden}; "
+                    f"got input_size {size} and hidden_size {h}"
+                )
+    return input_size, hidden, len(params), directions
+
+
+def stack(
+    params: StackParams,
+    xs: Array,
+    *,
+    initial_state: LSTMState | None = None,
+    lengths: Array | None = None,
+    mask: Array | None = None,
+    dropout_rate: float = 0.0,
+    dropout_key: Array | None = None,
+    time_major: bool = False,
+    unroll: int = 1,
+    remat: bool = False,
+    dtype=None,
+) -> tuple[Array, LSTMState]:
+    """Run a stack of (bi)directional layers; see :func:`~jlstm.layer.layer`.
+
+    A bidirectional layer concatenates its forward and backward outputs,
+    ``[forward; backward]`` along the feature axis. Dropout with
+    ``dropout_rate`` is applied to the outputs of every layer but the last,
+    when ``dropout_key`` is given (no key: no dropout, as at evaluation).
+
+    Shapes:
+      xs: (*batch, T, I)  ->  ys: (*batch, T, D * H)
+      initial_state / final_state .h, .c: (num_layers * D, *batch, H)
+      with D = 2 for a bidirectional stack, 1 otherwise.
+
+    >>> p = init_stack_params(jax.random.key(0), 3, 8, num_layers=2, bidirectional=True)
+    >>> ys, final = stack(p, jnp.ones((4, 6, 3)), lengths=jnp.array([6, 5, 1, 0]))
+    >>> ys.shape, final.h.shape
+    ((4, 6, 16), (4, 4, 8))
+    """
+    _, hidden, num_layers, directions = stack_shape(params)
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"dropout_rate must lie in [0, 1); got {dropout_rate!r}")
+    xs = jnp.asarray(xs)
+    if xs.ndim < 2:
+        raise ValueError(f"xs must be (*batch, T, features); got shape {xs.shape}")
+    batch_shape = xs.shape[1:-1] if time_major else xs.shape[:-2]
+    states = _split_initial_state(initial_state, num_layers * directions, batch_shape, hidden)
+
+    common = dict(
+        lengths=lengths, mask=mask, time_major=time_major, unroll=unroll, remat=remat, dtype=dtype
+    )
+    finals = []
+    for depth, directional in enumerate(params):
+        outputs = []
+        for d, p in enumerate(directional):
+            state = states[depth * directions + d]
+            ys, final = layer(p, xs, initial_state=state, reverse=d == 1, **common)
+            outputs.append(ys)
+            finals.append(final)
+        xs = outputs[0] if directions == 1 else jnp.concatenate(outputs, axis=-1)
+        if dropout_key is not None and dropout_rate > 0.0 and depth < num_layers - 1:
+            key = jax.random.fold_in(dropout_key, depth)
+            keep = jax.random.bernoulli(key, 1.0 - dropout_rate, xs.shape)
+            xs = jnp.where(keep, xs / (1.0 - dropout_rate), jnp.zeros_like(xs))
+    final = LSTMState(*(jnp.stack(parts) for parts in zip(*finals, strict=True)))
+    return xs, final
+
+
+def _split_initial_state(initial_state, count, batch_shape, hidden) -> list[LSTMState | None]:
+    """(count, *batch, H) initial state -> one LSTMState (or None) per layer and direction."""
+    if initial_state is None:
+        return [None] * count
+    if not isinstance(initial_state, LSTMState):
+        raise TypeError(f"initial_state must be an LSTMState; got {type(initial_state).__name__}")
+    expected = (count, *batch_shape, hidden)
+    for name, a in zip(("h", "c"), initial_state, strict=True):
+        if jnp.shape(a) != expected:
+            raise ValueError(
+                f"initial_state.{name} must have shape {expected} "
+                f"(num_layers * num_directions, *batch, hidden); got {jnp.shape(a)}"
+            )
+    return [LSTMState(initial_state.h[k], initial_state.c[k]) for k in range(count)]
