@@ -84,9 +84,14 @@ class GateView(NamedTuple):
 
 
 def _per_gate(init: Initializer, key: Array, shape: tuple[int, int], dtype) -> Array:
-    """Initialise each of the four (rows, H) gate blocks separately, then fuse them."""
+    """Initialise each of the four (rows, H) gate blocks separately, then fuse them.
+
+    Blocks are drawn in float32 (or float64) and cast, since some initializers
+    (orthogonal's QR) have no bfloat16 implementation.
+    """
     keys = jax.random.split(key, 4)
-    return jnp.concatenate([init(k, shape, dtype) for k in keys], axis=-1)
+    blocks = [init(k, shape, state_dtype(dtype)) for k in keys]
+    return jnp.concatenate(blocks, axis=-1).astype(dtype)
 
 
 def init_params(
@@ -178,13 +183,19 @@ def gates_to_state(gates: Array, c: Array) -> tuple[LSTMState, Array]:
     return LSTMState(h, c), h
 
 
+def state_dtype(dtype) -> np.dtype:
+    """The dtype of the cell state for parameters of ``dtype``: float32, or float64 for float64."""
+    return np.dtype(jnp.float64 if np.dtype(dtype).itemsize > 4 else jnp.float32)
+
+
 def matmul(x: Array, w: Array, dtype=None) -> Array:
-    """``x @ w`` in ``dtype`` (e.g. bfloat16) with a float32 result."""
-    if dtype is not None:
-        x, w = x.astype(dtype), w.astype(dtype)
-    elif x.dtype != w.dtype:
-        x = x.astype(w.dtype)
-    return jnp.matmul(x, w, preferred_element_type=jnp.float32)
+    """``x @ w`` computed in ``dtype`` (default: ``w``'s), accumulated and returned in float32.
+
+    (In float64 when ``w`` is float64, as in gradient checks.)
+    """
+    result = state_dtype(w.dtype)
+    compute = w.dtype if dtype is None else dtype
+    return jnp.matmul(x.astype(compute), w.astype(compute), preferred_element_type=result)
 
 
 def cell(params: LSTMParams, state: LSTMState, x: Array, *, dtype=None) -> tuple[LSTMState, Array]:

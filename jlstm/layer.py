@@ -16,7 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jlstm.cell import LSTMParams, LSTMState, _expand, check_params, gates_to_state, matmul
+from jlstm.cell import (
+    LSTMParams,
+    LSTMState,
+    _expand,
+    check_params,
+    gates_to_state,
+    matmul,
+    state_dtype,
+)
 
 Array = jax.Array
 
@@ -92,7 +100,7 @@ def layer(
     xs = xs.reshape(steps, math.prod(batch_shape), input_size)  # (T, B, I)
 
     mask = _time_major_mask(lengths, mask, steps, batch_shape, time_major)  # (T, B) | None
-    state = _initial_state(initial_state, batch_shape, hidden)
+    state = _initial_state(initial_state, batch_shape, hidden, state_dtype(params.w_h.dtype))
 
     hs, final = _scan(
         params, xs, state, mask, reverse=reverse, unroll=unroll, remat=remat, dtype=dtype
@@ -182,11 +190,11 @@ def _check_lengths_values(lengths: Array, steps: int) -> None:
         )
 
 
-def _initial_state(initial_state, batch_shape, hidden) -> LSTMState:
+def _initial_state(initial_state, batch_shape, hidden, dtype) -> LSTMState:
     """Validate ``initial_state`` (or make zeros) and flatten it to (B, H)."""
     flat = (math.prod(batch_shape), hidden)
     if initial_state is None:
-        zeros = jnp.zeros(flat, jnp.float32)
+        zeros = jnp.zeros(flat, dtype)
         return LSTMState(zeros, zeros)
     if not isinstance(initial_state, LSTMState):
         raise TypeError(f"initial_state must be an LSTMState; got {type(initial_state).__name__}")

@@ -1,0 +1,1 @@
+"""Weight conversion to and from other LSTM implementations (imported on demand)."""

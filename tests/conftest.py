@@ -1,0 +1,34 @@
+"""Strict numerics for every test, a PRNG key fixture and a pytree comparison."""
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
+
+
+def trees_allclose(actual, desired, *, rtol=1e-6, atol=1e-6):
+    """Assert two pytrees have the same structure and allclose leaves."""
+    actual_leaves, actual_def = jax.tree.flatten(actual)
+    desired_leaves, desired_def = jax.tree.flatten(desired)
+    assert actual_def == desired_def, f"tree structures differ: {actual_def} vs {desired_def}"
+    for i, (a, d) in enumerate(zip(actual_leaves, desired_leaves, strict=True)):
+        np.testing.assert_allclose(
+            np.asarray(a, np.float64),
+            np.asarray(d, np.float64),
+            rtol=rtol,
+            atol=atol,
+            err_msg=f"leaf {i}",
+        )
+
+
+@pytest.fixture
+def assert_trees_allclose():
+    """The pytree comparison, as a fixture so that tests in any folder can use it."""
+    return trees_allclose
