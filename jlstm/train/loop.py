@@ -1,0 +1,248 @@
+"""``train_and_evaluate``: the training loop, from a config to a trained, checkpointed model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jlstm.cell import num_params
+from jlstm.train import sharding
+from jlstm.train.checkpoint import Checkpointer
+from jlstm.train.config_check import check_config
+from jlstm.train.errors import NonFiniteError
+from jlstm.train.logging import MetricsWriter, Progress, read_metrics
+from jlstm.train.optim import make_optimizer, make_schedule
+from jlstm.train.plots import plot_curves
+from jlstm.train.steps import init_train_state, make_eval_step, make_train_step
+from jlstm.train.summary import format_summary
+from jlstm.train.tasks import Task, make_task
+
+
+def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = None) -> dict:
+    """Train the model ``config`` describes, evaluating and checkpointing as it goes.
+
+    Files in ``workdir``: ``config.json``, ``metrics.jsonl`` (one JSON record per
+    log or eval step), ``checkpoints/<step>/`` (the last
+    ``config.train.keep_checkpoints``), and at the end ``curves.png``,
+    ``summary.txt`` and ``summary.json``. When ``workdir`` already holds a
+    checkpoint the run resumes from the latest one (step, parameters, optimizer
+    state, RNG, carried state; the data position is the step) and ends where an
+    uninterrupted run would have.
+
+    ``progress``: show a tqdm bar (default: when stderr is a terminal).
+
+    Returns the summary (also ``summary.json``). Raises
+    :class:`~jlstm.train.config_check.ConfigError` before any work for a bad
+    config, and :class:`NonFiniteError` when the loss or the gradient norm is
+    not finite (no checkpoint is written after that; the last one stays).
+    """
+    started = time.perf_counter()
+    check_config(config)
+    workdir = Path(workdir)
+    lead = jax.process_index() == 0  # the process that writes logs, plots and summaries
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(config.data.batch_size, mesh)
+    sharding.check_batch_size(config.data.eval_batch_size, mesh, "config.data.eval_batch_size")
+    init_key, step_root = jax.random.split(jax.random.key(config.seed))
+    task = make_task(config, init_key)  # may raise ConfigError about the data
+    workdir.mkdir(parents=True, exist_ok=True)
+    optimizer = make_optimizer(config.optim)
+    graphdef, state = init_train_state(task.model, optimizer, step_root, task.init_carry)
+    state = sharding.put_state(state, mesh, task.carry_spec)
+
+    checkpoints = Checkpointer(workdir / "checkpoints", max_to_keep=config.train.keep_checkpoints)
+    start = checkpoints.latest_step() or 0
+    if start:
+        state = checkpoints.restore(state, start)
+    writer = MetricsWriter(workdir / "metrics.jsonl")
+    if lead:
+        writer.truncate_after(start)
+        _save_config(config, workdir, resuming=start > 0)
+
+    train_step = make_train_step(
+        graphdef, task.loss_fn, optimizer, mesh=mesh, carry_spec=task.carry_spec
+    )
+    eval_step = make_eval_step(graphdef, task.eval_fn)
+    schedule = make_schedule(config.optim)
+    num_steps = config.train.num_steps
+    bar = Progress(start, num_steps, enabled=progress if lead else False)
+    if start and lead:
+        bar.write(f"resuming {workdir} from step {start}")
+
+    timing = _Timing()
+    final = None  # the evaluation at the last step
+    pending = []  # the train metrics since the last log, still on the device
+    try:
+        for step in range(start, num_steps):
+            batch = sharding.put_batch(task.train_batch(step), mesh)
+            state, metrics = train_step(state, batch)
+            pending.append(metrics)
+            done = step + 1
+            bar.update(1)
+            last = done == num_steps
+            if done % config.train.log_every == 0 or last:
+                values = _mean(sharding.to_host(pending))
+                values["learning_rate"] = float(schedule(step))
+                values["steps_per_sec"] = timing.lap(len(pending))
+                pending = []
+                if lead:
+                    bar.show(
+                        done, writer.write(done, "train", values), keys=("loss", "steps_per_sec")
+                    )
+                _check_finite(state, checkpoints)
+            if done % config.train.eval_every == 0 or last:
+                with timing.paused():
+                    values = evaluate(eval_step, state, task, mesh)
+                if lead:
+                    bar.show(done, writer.write(done, "eval", values), keys=tuple(values))
+                final = values if last else None
+            if done % config.train.checkpoint_every == 0 or last:
+                _check_finite(state, checkpoints)
+                with timing.paused():
+                    checkpoints.save(done, state)
+    finally:
+        bar.close()
+
+    if final is None:  # nothing left to train: the checkpoint was already at the end
+        final = evaluate(eval_step, state, task, mesh)
+    summary = {
+        "workdir": str(workdir),
+        "data": task.description,
+        "steps": num_steps,
+        "resumed_from": start,
+        "final": task.finish(final),
+        "headline": task.headline,
+        "baselines": task.baselines,
+        "num_params": num_params(state.params),
+        "devices": mesh.size,
+        "wall_s": time.perf_counter() - started,
+        "steps_per_sec": timing.rate(),
+        "files": {
+            "metrics": str(writer.path),
+            "curves": str(workdir / "curves.png"),
+            "checkpoints": str(workdir / "checkpoints" / str(checkpoints.latest_step())),
+            "summary": str(workdir / "summary.txt"),
+        },
+    }
+    checkpoints.close()
+    if lead:
+        _write_results(summary, task, writer)
+    return summary
+
+
+def _write_results(summary: dict, task: Task, writer: MetricsWriter) -> None:
+    """The PNG of the curves, ``summary.json`` and ``summary.txt``."""
+    workdir = Path(summary["workdir"])
+    plot_curves(
+        read_metrics(writer.path),
+        summary["files"]["curves"],
+        title=f"{workdir}: {task.description}",
+        baselines=task.baselines,
+    )
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (workdir / "summary.txt").write_text(format_summary(summary) + "\n")
+
+
+def evaluate(eval_step, state, task: Task, mesh) -> dict[str, float]:
+    """Every metric of ``task.eval_fn`` over the whole evaluation set."""
+    carry = task.eval_carry
+    if carry is not None:
+        carry = sharding.put_tree(carry, mesh, task.carry_spec)
+    parts = []
+    for batch in task.eval_batches():
+        metrics, carry = eval_step(state, sharding.put_batch(batch, mesh), carry)
+        parts.append(metrics)
+    parts = sharding.to_host(parts)
+    totals = {}
+    for name in parts[0]:
+        means = np.array([float(p[name][0]) for p in parts])
+        counts = np.array([float(p[name][1]) for p in parts])
+        totals[name] = float((means * counts).sum() / max(counts.sum(), 1.0))
+    return totals
+
+
+def _mean(records: list[dict]) -> dict[str, float]:
+    """Average each metric over the steps since the last log."""
+    return {k: float(np.mean([r[k] for r in records])) for k in records[0]}
+
+
+def _check_finite(state, checkpoints: Checkpointer) -> None:
+    """Stop with a clear message when a step's loss or gradient norm was not finite."""
+    bad = int(sharding.to_host(state.bad_step))
+    if bad < 0:
+        return
+    last = checkpoints.latest_step()
+    where = (
+        f"the last good checkpoint is {checkpoints.path(last)} (step {last}), left as it was"
+        if last is not None
+        else f"no checkpoint had been written yet ({checkpoints.directory} is empty)"
+    )
+    raise NonFiniteError(
+        f"training stopped: the loss or the gradient norm was not finite at step {bad + 1} "
+        f"(the update of that step was skipped); {where}. Look for a NaN or inf in the "
+        f"data near that step, or lower config.optim.learning_rate."
+    )
+
+
+def _save_config(config, workdir: Path, *, resuming: bool) -> None:
+    """Write ``config.json``; when resuming, say which fields changed."""
+    path = workdir / "config.json"
+    new = json.loads(config.to_json())
+    if resuming and path.exists():
+        old = json.loads(path.read_text())
+        changed = [
+            f"{k}: {_flat(old).get(k)!r} -> {v!r}"
+            for k, v in _flat(new).items()
+            if _flat(old).get(k) != v
+        ]
+        if changed:
+            print("note: the config differs from the run being resumed: " + "; ".join(changed))
+    path.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+class _Timing:
+    """Steps per second of the training steps alone (evaluation and saving left out)."""
+
+    def __init__(self):
+        self._mark = time.perf_counter()
+        self._paused = 0.0
+        self._rates = []  # (steps, seconds) of each logged interval
+
+    def lap(self, steps: int) -> float:
+        """Close an interval of ``steps`` steps; return its steps/s."""
+        now = time.perf_counter()
+        seconds = max(now - self._mark - self._paused, 1e-9)
+        self._mark, self._paused = now, 0.0
+        self._rates.append((steps, seconds))
+        return steps / seconds
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Leave the time spent inside out of the rate."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused += time.perf_counter() - t
+
+    def rate(self) -> float | None:
+        """Steps/s over the intervals after the first (which includes compiling)."""
+        later = self._rates[1:] or self._rates
+        if not later:
+            return None
+        return sum(n for n, _ in later) / sum(t for _, t in later)

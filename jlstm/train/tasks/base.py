@@ -1,0 +1,92 @@
+"""What every task gives the training loop, and the helpers the tasks share."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+from flax import nnx
+from jax.sharding import PartitionSpec
+
+TASKS = ("classification", "regression", "tagging", "matching", "charlm")
+POOLINGS = ("last", "mean", "max", "attention")
+ATTENTIONS = ("additive", "dot")
+SIMILARITIES = ("cosine", "dot")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """A model, its data and its loss, ready for :func:`~jlstm.train.train_and_evaluate`.
+
+    Attributes:
+      model: the initialised NNX model.
+      train_batch: ``step -> batch``, a dict of NumPy arrays; a pure function of
+        ``(config.seed, step)``, which is what makes a resumed run draw the same
+        batches as an uninterrupted one.
+      eval_batches: ``() -> batches`` of the fixed evaluation set, each padded
+        to ``config.data.eval_batch_size`` rows with a ``weight`` (B,) bool
+        marking the real ones.
+      loss_fn: ``(model, batch, carry, dropout_key) -> (loss, (metrics, carry))``.
+      eval_fn: ``(model, batch, carry) -> ({name: (mean, count)}, carry)``.
+      headline: the evaluation metric the summary leads with.
+      description: one line on the data (sizes, shapes).
+      baselines: reference values of evaluation metrics (a trivial predictor).
+      init_carry: the carry at a stream's start (truncated BPTT), else None;
+        ``eval_carry`` likewise for evaluation.
+      carry_spec: how the carry splits over the device mesh.
+      finish: ``metrics -> metrics`` adding derived final metrics (e.g. an RMSE
+        in the data's own units).
+    """
+
+    model: nnx.Module
+    train_batch: Callable[[int], dict[str, np.ndarray]]
+    eval_batches: Callable[[], Iterable[dict[str, np.ndarray]]]
+    loss_fn: Callable
+    eval_fn: Callable
+    headline: str
+    description: str
+    baselines: dict[str, float] = dataclasses.field(default_factory=dict)
+    init_carry: Any = None
+    eval_carry: Any = None
+    carry_spec: PartitionSpec | None = None
+    finish: Callable[[dict], dict] = lambda metrics: metrics
+
+
+def pad_rows(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Fill a batch up to ``size`` rows with copies of its first row; add ``weight``.
+
+    Shapes:
+      batch arrays: (n, ...) with n <= size -> (size, ...); weight: (size,) bool
+    """
+    n = len(next(iter(batch.values())))
+    fill = lambda a: np.concatenate([a, np.repeat(a[:1], size - n, axis=0)]) if n < size else a
+    padded = {k: fill(np.asarray(v)) for k, v in batch.items()}
+    padded["weight"] = np.arange(size) < n
+    return padded
+
+
+def split_rows(arrays: dict[str, np.ndarray], size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Cut a dict of equally long arrays into batches of ``size`` rows, the last padded."""
+    n = len(next(iter(arrays.values())))
+    for start in range(0, n, size):
+        yield pad_rows({k: v[start : start + size] for k, v in arrays.items()}, size)
+
+
+def sequence_model_options(model) -> dict:
+    """The keyword options shared by the pooled sequence models, from ``config.model``."""
+    return dict(
+        forget_bias=model.forget_bias,
+        num_layers=model.num_layers,
+        bidirectional=model.bidirectional,
+        dropout=model.dropout,
+        pooling=model.pooling,
+        attention=model.attention,
+        num_heads=model.num_heads,
+    )
+
+
+def weighted(value, mask) -> tuple:
+    """An eval metric as ``(mean over the mask, how many items it covers)``."""
+    return value, mask.sum()

@@ -1,0 +1,104 @@
+"""Character-level language modelling with truncated backpropagation through time.
+
+The training text is laid out as ``batch_size`` parallel rows, each a
+contiguous stretch of the corpus; step ``s`` trains on chunk ``s`` of
+``chunk_length`` columns (:func:`jlstm.data.tbptt_batch`). The LSTM state at
+the end of a chunk is carried into the next one, with ``stop_gradient`` in
+between: gradients flow through ``chunk_length`` steps, the state through the
+whole stream. At the start of each pass over the text the state resets to
+zeros. The chunk is a pure function of the step, and the carried state is in
+the checkpoint, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import PartitionSpec
+
+from jlstm import data, losses
+from jlstm.nn import CharLM
+from jlstm.train.errors import ConfigError
+from jlstm.train.sharding import DATA_AXIS
+from jlstm.train.tasks.base import Task
+
+
+def load_corpus(c) -> str:
+    """The text named by ``config.data`` (``name``, ``path``), cut to ``max_chars`` if > 0."""
+    text = data.load_text(c.path) if c.name == "text" else data.load_dataset(c.name)
+    return text[: c.max_chars] if c.max_chars > 0 else text
+
+
+def charlm_task(config, rngs: nnx.Rngs) -> Task:
+    c = config.data
+    text = load_corpus(c)
+    vocab = data.CharVocab.from_text(text)
+    train_ids, val_ids = data.split_text(vocab.encode(text), c.val_fraction)
+    for part, ids, rows in (
+        ("training", train_ids, "batch_size"),
+        ("validation", val_ids, "eval_batch_size"),
+    ):
+        if len(ids) <= c[rows] * c.chunk_length:
+            raise ConfigError(
+                f"config.data.{rows} * config.data.chunk_length ({c[rows]} * {c.chunk_length}) "
+                f"must be < the {len(ids):,} {part} characters"
+            )
+    train_chunks = data.num_tbptt_chunks(len(train_ids), c.batch_size, c.chunk_length)
+    val_chunks = data.num_tbptt_chunks(len(val_ids), c.eval_batch_size, c.chunk_length)
+    model = CharLM(
+        vocab.size,
+        config.model.hidden_size,
+        embed_dim=config.model.embed_dim,
+        forget_bias=config.model.forget_bias,
+        num_layers=config.model.num_layers,
+        dropout=config.model.dropout,
+        rngs=rngs,
+    )
+
+    def train_batch(step):
+        xs, ys = data.tbptt_batch(train_ids, c.batch_size, c.chunk_length, step)
+        reset = data.is_stream_start(step, train_chunks)
+        return {"xs": xs, "y": ys, "reset": np.asarray(reset)}
+
+    def eval_batches():
+        for k in range(val_chunks):
+            xs, ys = data.tbptt_batch(val_ids, c.eval_batch_size, c.chunk_length, k)
+            yield {"xs": xs, "y": ys, "weight": np.ones(c.eval_batch_size, bool)}
+
+    def loss_fn(model, batch, carry, dropout_key):
+        # Truncation: the carried state enters as a constant (no gradient flows
+        # back into the previous chunk); at a stream start it is zeros.
+        carry = jax.tree.map(
+            lambda a: jax.lax.stop_gradient(jnp.where(batch["reset"], jnp.zeros_like(a), a)),
+            carry,
+        )
+        logits, final = model(batch["xs"], initial_state=carry, dropout_key=dropout_key)
+        loss = losses.cross_entropy(logits, batch["y"])
+        return loss, ({"bits_per_char": loss / math.log(2.0)}, final)
+
+    def eval_fn(model, batch, carry):
+        logits, final = model(batch["xs"], initial_state=carry)
+        bpc = losses.bits_per_char(logits, batch["y"])
+        return {"bits_per_char": (bpc, batch["y"].size)}, final
+
+    return Task(
+        model=model,
+        train_batch=train_batch,
+        eval_batches=eval_batches,
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        headline="bits_per_char",
+        description=(
+            f"{c.name}: {len(train_ids):,} train / {len(val_ids):,} validation characters, "
+            f"{vocab.size} symbols; {c.batch_size} streams, chunks of {c.chunk_length} "
+            f"({train_chunks} chunks a pass)"
+        ),
+        baselines={"bits_per_char": math.log2(vocab.size)},  # uniform guessing
+        init_carry=model.initial_state(c.batch_size),
+        eval_carry=model.initial_state(c.eval_batch_size),
+        carry_spec=PartitionSpec(None, DATA_AXIS),  # (layers, batch, hidden)
+    )
