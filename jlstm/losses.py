@@ -226,3 +226,31 @@ def logistic_matching_loss(scores: Array, same: Array) -> Array:
     """
     scores, same = _check_pairs(scores, same)
     return jnp.mean(optax.sigmoid_binary_cross_entropy(scores, same.astype(scores.dtype)))
+
+
+def roc_auc(scores: Array, labels: Array) -> Array:
+    """Area under the ROC curve of ``scores`` ranking positives (``labels``) first.
+
+    Rank-based (the Mann-Whitney U statistic over ``P * N``): the probability
+    that a random positive scores above a random negative, ties counting half;
+    tied scores share their average rank. 1 is a perfect ranking, 0.5 chance.
+    NaN when ``labels`` holds only one class. Jittable; the rank sums are exact
+    integers for up to about 46,000 items.
+
+    Shapes:
+      scores: (*batch,), labels: (*batch,) bool or 0/1  ->  ()
+
+    >>> roc_auc(jnp.array([0.1, 0.4, 0.35, 0.8]), jnp.array([0, 0, 1, 1]))
+    Array(0.75, dtype=float32)
+    """
+    scores, labels = _check_pairs(scores, labels)
+    scores, labels = scores.reshape(-1), labels.reshape(-1)
+    ordered = jnp.sort(scores)
+    below = jnp.searchsorted(ordered, scores, side="left")  # items scoring lower
+    up_to = jnp.searchsorted(ordered, scores, side="right")  # lower or tied, self included
+    twice_rank = below + up_to + 1  # twice the average 1-based rank among ties
+    n_pos = jnp.sum(labels).astype(jnp.float32)
+    n_neg = labels.size - n_pos
+    twice_rank_sum = jnp.sum(jnp.where(labels, twice_rank, 0)).astype(jnp.float32)
+    u = twice_rank_sum / 2 - n_pos * (n_pos + 1) / 2  # positive-above-negative pairs
+    return u / (n_pos * n_neg)

@@ -178,3 +178,44 @@ def test_logistic_matching_loss(key):
 def test_bad_input(logits, labels, call, error, match):
     with pytest.raises(error, match=match):
         call(logits, labels)
+
+
+def _auc_by_pairs(scores, labels):
+    """Brute force: over every (positive, negative) pair, 1 if ordered right, 1/2 if tied."""
+    pos, neg = scores[labels], scores[~labels]
+    diff = pos[:, None] - neg[None, :]
+    return ((diff > 0) + 0.5 * (diff == 0)).mean()
+
+
+@pytest.mark.parametrize("n, levels", [(2, None), (17, None), (200, None), (200, 5), (64, 1)])
+def test_roc_auc_matches_a_pairwise_count(n, levels):
+    rng = np.random.default_rng(n)
+    scores = rng.normal(size=n).astype(np.float32)
+    if levels is not None:  # few distinct values: many ties
+        scores = np.round(scores * levels / 3) / levels
+    labels = np.arange(n) % 2 == 0
+    rng.shuffle(labels)
+    got = losses.roc_auc(jnp.asarray(scores), jnp.asarray(labels))
+    np.testing.assert_allclose(got, _auc_by_pairs(scores, labels), rtol=1e-6)
+    jitted = jax.jit(losses.roc_auc)(scores, labels.astype(np.int32))
+    np.testing.assert_allclose(jitted, got, rtol=1e-6)
+
+
+def test_roc_auc_edge_cases():
+    labels = jnp.array([0, 0, 1, 1])
+    assert float(losses.roc_auc(jnp.array([0.1, 0.2, 0.3, 0.4]), labels)) == 1.0
+    assert float(losses.roc_auc(jnp.array([0.4, 0.3, 0.2, 0.1]), labels)) == 0.0
+    assert float(losses.roc_auc(jnp.ones(4), labels)) == 0.5
+    assert float(losses.roc_auc(jnp.array([0.1, 0.4, 0.35, 0.8]), labels)) == 0.75
+    assert math.isnan(float(losses.roc_auc(jnp.ones(3), jnp.ones(3, bool))))
+    with pytest.raises(ValueError, match="shape"):
+        losses.roc_auc(jnp.ones(4), jnp.ones(3, bool))
+
+
+def test_roc_auc_matches_sklearn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=300), 1).astype(np.float32)
+    labels = rng.random(300) < 0.3
+    got = losses.roc_auc(jnp.asarray(scores), jnp.asarray(labels))
+    np.testing.assert_allclose(got, metrics.roc_auc_score(labels, scores), rtol=1e-6)

@@ -3,10 +3,15 @@
 Pairs are drawn from a labelled data set: half of each batch from one class,
 half from two different classes, a pure function of ``(seed, step)``. The
 test pairs come from the test set only.
+
+Besides accuracy, evaluation reports ``roc_auc`` over all test pairs at once
+(not a mean over batches): the evaluation carry collects every batch's scores,
+and the last batch scores them all (the other batches count for nothing).
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -97,12 +102,31 @@ def matching_task(config, rngs: nnx.Rngs) -> Task:
         loss = loss_of(scores, batch["same"])
         return loss, ({"accuracy": jnp.mean(correct.astype(jnp.float32))}, carry)
 
+    n_batches = n_test // c.eval_batch_size
+    # Every test score so far and which batch comes next, for the whole-set ROC-AUC.
+    eval_carry = {
+        "scores": np.zeros(n_test, np.float32),
+        "same": np.zeros(n_test, bool),
+        "batch": np.zeros((), np.int32),
+    }
+
     def eval_fn(model, batch, carry):
         scores, same, w = scores_of(model, batch), batch["same"], batch["weight"]
         accuracy = jnp.mean(((scores > threshold) == same).astype(jnp.float32))
+        start = carry["batch"] * c.eval_batch_size
+        carry = {
+            "scores": jax.lax.dynamic_update_slice(
+                carry["scores"], scores.astype(jnp.float32), (start,)
+            ),
+            "same": jax.lax.dynamic_update_slice(carry["same"], same, (start,)),
+            "batch": carry["batch"] + 1,
+        }
+        last = carry["batch"] == n_batches  # all scores in: only this batch counts
+        auc = jnp.where(last, losses.roc_auc(carry["scores"], carry["same"]), 0.0)
         return {
             "loss": weighted(loss_of(scores, same), w),
             "accuracy": weighted(accuracy, w),
+            "roc_auc": (auc, last.astype(jnp.int32)),  # 0 (not NaN) where it counts for nothing
         }, carry
 
     return Task(
@@ -116,5 +140,6 @@ def matching_task(config, rngs: nnx.Rngs) -> Task:
             f"{c.name} pairs (same class or not): {len(train)} train sequences, "
             f"{n_test} test pairs from {len(test)} test sequences, half matching"
         ),
-        baselines={"accuracy": 0.5},
+        baselines={"accuracy": 0.5, "roc_auc": 0.5},
+        eval_carry=eval_carry,
     )
