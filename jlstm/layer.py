@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jlstm import _fused
 from jlstm.cell import (
     LSTMParams,
     LSTMState,
@@ -125,6 +126,35 @@ def _scan(
     dtype,
 ) -> tuple[Array, LSTMState]:
     """The loop. The one place where a time step is formed.
+
+    Runs the fast path of :mod:`jlstm._fused` (a custom VJP over the whole
+    sequence) where it applies, else :func:`_scan_reference`; the two agree to
+    float tolerance in values and gradients (``tests/test_fast_path.py``).
+
+    Shapes:
+      xs: (T, B, I), mask: (T, B) | None, state: (B, H) -> hs: (T, B, H)
+    """
+    if _fused.ENABLED and _fused.supported(params, xs, state, dtype):
+        return _fused.fused_scan(
+            params, xs, state, mask, reverse=reverse, unroll=unroll, remat=remat, dtype=dtype
+        )
+    return _scan_reference(
+        params, xs, state, mask, reverse=reverse, unroll=unroll, remat=remat, dtype=dtype
+    )
+
+
+def _scan_reference(
+    params: LSTMParams,
+    xs: Array,
+    state: LSTMState,
+    mask: Array | None,
+    *,
+    reverse: bool,
+    unroll: int,
+    remat: bool,
+    dtype,
+) -> tuple[Array, LSTMState]:
+    """The plain path: ``lax.scan`` over the cell, differentiated by JAX.
 
     Shapes:
       xs: (T, B, I), mask: (T, B) | None, state: (B, H) -> hs: (T, B, H)

@@ -1,0 +1,398 @@
+"""jlstm against its peers on CPU: speed, memory, compile time, bfloat16.
+
+Run from the repository root::
+
+    python benchmarks/bench.py                  # everything, writes benchmarks/RESULTS.md
+    python benchmarks/bench.py --shapes S1,S5   # a subset (still writes RESULTS.md)
+    python benchmarks/bench.py --no-memory --no-compile --no-levers --out /tmp/r.md
+
+Protocol (shared/PEERS.md's): one layer, one direction, float32, batch-first
+input, zero initial state; ``fwd`` = all hidden states, ``fwd+bwd`` = the
+gradient of sum(outputs) w.r.t. all parameters and the input. JAX code is
+jitted as a function of (params, xs); torch.nn.LSTM runs with 2 threads.
+Implementations are interleaved round-robin; each number is the median of
+>= 7 rounds after compilation (see ``timing.py`` for how rounds disturbed by
+other processes are set aside). Peers that are not installed are skipped with
+a note, so the script runs with jlstm alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import compile_time  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import levers  # noqa: E402
+import memory  # noqa: E402
+import peers  # noqa: E402
+from timing import load_average, measure  # noqa: E402
+
+SHAPES = {  # B, T, I, H (shared/PEERS.md)
+    "S1": (32, 128, 64, 128),
+    "S2": (64, 256, 128, 256),
+    "S3": (16, 1024, 32, 64),
+    "S4": (256, 64, 256, 512),
+    "S5": (1, 512, 32, 128),
+}
+STRESS = {
+    "S1": "small",
+    "S2": "medium",
+    "S3": "long sequence, small state",
+    "S4": "compute-bound",
+    "S5": "latency, batch 1",
+}
+BIDIR_SHAPE = (32, 128, 64, 128)
+TORCH = "torch.nn.LSTM"
+JLSTM = "jlstm"
+PLAIN = "jlstm plain path (autodiff of lax.scan)"
+BF16 = "jlstm, dtype=bfloat16"
+
+
+def flops(batch, steps, inputs, hidden) -> tuple[float, float]:
+    """(fwd, fwd+bwd) FLOPs: 2·B·T·(I+H)·4H matmul + ~10·B·T·H elementwise; fwd+bwd ≈ 3×."""
+    fwd = 2 * batch * steps * (inputs + hidden) * 4 * hidden + 10 * batch * steps * hidden
+    return fwd, 3 * fwd
+
+
+def matmul_peak(n=2048, trials=5) -> dict[str, float]:
+    """Best float32 GFLOP/s of an n³ matmul, in JAX and (if installed) torch."""
+    out = {}
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul)
+    jax.block_until_ready(f(a, a))
+    best = min(_timed(lambda: jax.block_until_ready(f(a, a))) for _ in range(trials))
+    out["jax"] = 2 * n**3 / best / 1e9
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+        t = torch.randn(n, n)
+        torch.mm(t, t)
+        best = min(_timed(lambda: torch.mm(t, t)) for _ in range(trials))
+        out["torch"] = 2 * n**3 / best / 1e9
+    except ImportError:
+        pass
+    return out
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def build_all(makers: dict, args: tuple, notes: list[str], **extra) -> dict[str, peers.Built]:
+    built = {}
+    for name, make in makers.items():
+        try:
+            built[name] = make(*args, **extra.get(name, {}))
+        except peers.Missing as e:
+            notes.append(f"{name}: skipped, `{e}` is not installed.")
+    return built
+
+
+# --------------------------------------------------------------------------- speed
+
+
+def bench_shape(name, shape, rounds, notes) -> dict:
+    makers = dict(peers.LAYER_IMPLS)
+    makers[PLAIN] = peers.jlstm_layer
+    makers[BF16] = peers.jlstm_layer
+    extra = {PLAIN: dict(fast=False), BF16: dict(dtype=jnp.bfloat16)}
+    built = build_all(makers, shape, notes, **extra)
+    fwd = measure({k: b.fwd for k, b in built.items()}, rounds=rounds)
+    fb = measure({k: b.fwd_bwd for k, b in built.items()}, rounds=rounds)
+    return dict(built=built, fwd=fwd, fb=fb)
+
+
+def ratio(a, b) -> str:
+    return f"{a / b:.2f}" if (a is not None and b) else "—"
+
+
+def best_peer(stats: dict) -> tuple[str | None, float | None]:
+    found = [(s.median_ms, k) for k, s in stats.items() if k in peers.JAX_PEERS]
+    if not found:
+        return None, None
+    ms, k = min(found)
+    return k, ms
+
+
+def speed_markdown(results: dict, peak: float) -> list[str]:
+    lines = []
+    # Headline table.
+    lines += [
+        "### Headline: jlstm against torch.nn.LSTM and the best JAX peer",
+        "",
+        "Ratios are jlstm's time divided by the other's: below 1.00 means jlstm is faster. "
+        "Targets: fwd+bwd ≤ 1.00× torch and ≤ 0.80× the best JAX peer; fwd ≤ 1.00× torch.",
+        "",
+        "| shape | B, T, I, H | jlstm fwd (ms) | torch fwd | **fwd ÷ torch** | "
+        "jlstm fwd+bwd (ms) | torch fwd+bwd | **fwd+bwd ÷ torch** | best JAX peer fwd+bwd "
+        "| **fwd+bwd ÷ best JAX peer** |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        shape = SHAPES[name]
+        jf, jb = r["fwd"][JLSTM].median_ms, r["fb"][JLSTM].median_ms
+        tf = r["fwd"].get(TORCH)
+        tb = r["fb"].get(TORCH)
+        tf, tb = (tf.median_ms if tf else None), (tb.median_ms if tb else None)
+        peer, pb = best_peer(r["fb"])
+        peer_cell = f"{pb:.2f} ({_short(peer)})" if peer else "—"
+        lines.append(
+            f"| {name} | {', '.join(map(str, shape))} | {jf:.2f} | {_fmt(tf)} | "
+            f"**{ratio(jf, tf)}** | {jb:.2f} | {_fmt(tb)} | **{ratio(jb, tb)}** | {peer_cell} | "
+            f"**{ratio(jb, pb)}** |"
+        )
+    lines.append("")
+    # Full tables, one per shape.
+    for name, r in results.items():
+        shape = SHAPES[name]
+        f_fwd, f_fb = flops(*shape)
+        tf = r["fwd"].get(TORCH)
+        tb = r["fb"].get(TORCH)
+        _, pf = best_peer(r["fwd"])
+        _, pb = best_peer(r["fb"])
+        lines += [
+            f"### {name}: B={shape[0]}, T={shape[1]}, I={shape[2]}, H={shape[3]} ({STRESS[name]})",
+            "",
+            "| implementation | fwd (ms) | fwd+bwd (ms) | fwd ÷ torch | fwd+bwd ÷ torch | "
+            "fwd ÷ best JAX peer | fwd+bwd ÷ best JAX peer | fwd GFLOP/s (% peak) | "
+            "fwd+bwd GFLOP/s (% peak) | first call fwd / fwd+bwd (s) | clean rounds |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for impl, built in r["built"].items():
+            sf, sb = r["fwd"][impl], r["fb"][impl]
+            gf, gb = f_fwd / sf.median_ms / 1e6, f_fb / sb.median_ms / 1e6
+            lines.append(
+                f"| {impl} | {sf.median_ms:.2f} | {sb.median_ms:.2f} | "
+                f"{ratio(sf.median_ms, tf.median_ms if tf else None)} | "
+                f"{ratio(sb.median_ms, tb.median_ms if tb else None)} | "
+                f"{ratio(sf.median_ms, pf)} | {ratio(sb.median_ms, pb)} | "
+                f"{gf:.0f} ({100 * gf / peak:.0f}%) | {gb:.0f} ({100 * gb / peak:.0f}%) | "
+                f"{built.first_fwd_s:.2f} / {built.first_fwd_bwd_s:.2f} | "
+                f"{min(sf.clean, sf.used)}+{min(sb.clean, sb.used)} of {sf.used}+{sb.used} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _fmt(x):
+    return f"{x:.2f}" if x is not None else "—"
+
+
+def _short(name):
+    return name.split(" ")[0] if name else ""
+
+
+# --------------------------------------------------------------------------- bidirectional
+
+
+def bench_bidir(rounds, notes) -> list[str]:
+    batch, steps, inputs, hidden = BIDIR_SHAPE
+    lengths = peers.random_lengths(batch, steps)
+    built = build_all(peers.BIDIR_IMPLS, (batch, steps, inputs, hidden, lengths), notes)
+    fwd = measure({k: b.fwd for k, b in built.items()}, rounds=rounds)
+    fb = measure({k: b.fwd_bwd for k, b in built.items()}, rounds=rounds)
+    t_f = fwd.get("torch.nn.LSTM (packed)")
+    t_b = fb.get("torch.nn.LSTM (packed)")
+    lines = [
+        f"2 layers, bidirectional, B={batch}, T={steps}, I={inputs}, H={hidden}, lengths "
+        f"from {lengths.min()} to {lengths.max()} (mean {lengths.mean():.0f}); torch uses "
+        "pack_padded_sequence, flax `seq_lengths`, jlstm `lengths`.",
+        "",
+        "| implementation | fwd (ms) | fwd+bwd (ms) | fwd ÷ torch | fwd+bwd ÷ torch | "
+        "first call fwd / fwd+bwd (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, b in built.items():
+        lines.append(
+            f"| {name} | {fwd[name].median_ms:.2f} | {fb[name].median_ms:.2f} | "
+            f"{ratio(fwd[name].median_ms, t_f.median_ms if t_f else None)} | "
+            f"{ratio(fb[name].median_ms, t_b.median_ms if t_b else None)} | "
+            f"{b.first_fwd_s:.2f} / {b.first_fwd_bwd_s:.2f} |"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------- bfloat16
+
+
+def bf16_errors(shape) -> tuple[float, float, float]:
+    """Max |bf16 - f32| of the outputs, and of the gradients relative to the largest f32 one."""
+    from jlstm.cell import init_params
+    from jlstm.layer import layer
+
+    batch, steps, inputs, hidden = shape
+    params = init_params(jax.random.key(0), inputs, hidden)
+    xs = jax.random.normal(jax.random.key(1), (batch, steps, inputs))
+
+    def run(dtype):
+        hs = jax.jit(lambda p, x: layer(p, x, dtype=dtype)[0])(params, xs)
+        grad = jax.jit(jax.grad(lambda p, x: layer(p, x, dtype=dtype)[0].sum(), argnums=(0, 1)))(
+            params, xs
+        )
+        return hs, jax.tree.leaves(grad)
+
+    h32, g32 = run(None)
+    h16, g16 = run(jnp.bfloat16)
+    out_err = float(jnp.abs(h16 - h32).max())
+    grad_err = max(
+        float(jnp.abs(a - b).max() / jnp.abs(b).max()) for a, b in zip(g16, g32, strict=True)
+    )
+    rel_out = out_err / float(jnp.abs(h32).max())
+    return out_err, rel_out, grad_err
+
+
+def bf16_markdown(results: dict) -> list[str]:
+    lines = [
+        "`layer(..., dtype=jnp.bfloat16)`: the matmuls in bfloat16 (float32 accumulation), "
+        "the cell state, gate arithmetic and outputs in float32. Errors against the float32 "
+        "run with the same parameters and inputs: outputs (absolute; h lies in (-1, 1)), and "
+        "every gradient leaf's max |difference| over its max |value|.",
+        "",
+        "| shape | f32 fwd (ms) | bf16 fwd (ms) | bf16 ÷ f32 | f32 fwd+bwd (ms) | bf16 fwd+bwd "
+        "(ms) | bf16 ÷ f32 | max output error | max gradient error (relative) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        if BF16 not in r["fwd"]:
+            continue
+        f32f, f32b = r["fwd"][JLSTM].median_ms, r["fb"][JLSTM].median_ms
+        b16f, b16b = r["fwd"][BF16].median_ms, r["fb"][BF16].median_ms
+        out_err, _, grad_err = r["bf16_err"]
+        lines.append(
+            f"| {name} | {f32f:.2f} | {b16f:.2f} | {b16f / f32f:.2f} | {f32b:.2f} | "
+            f"{b16b:.2f} | {b16b / f32b:.2f} | {out_err:.1e} | {grad_err:.1e} |"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------- main
+
+
+def environment(peak) -> list[str]:
+    versions = []
+    for mod in ("jax", "jaxlib", "flax", "torch", "haiku", "equinox", "optax"):
+        try:
+            m = __import__(mod)
+            versions.append(f"{mod} {getattr(m, '__version__', '?')}")
+        except ImportError:
+            versions.append(f"{mod} (not installed)")
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    peak_text = ", ".join(f"{k} {v:.0f}" for k, v in peak.items())
+    return [
+        f"- Date: {datetime.datetime.now().isoformat(timespec='minutes')}",
+        f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}",
+        f"- Versions: {', '.join(versions)}",
+        f"- float32 matmul peak (2048³, best of 5), GFLOP/s: {peak_text}. "
+        f"Percent of peak below uses the larger, {max(peak.values()):.0f} GFLOP/s.",
+    ]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-bidir", action="store_true")
+    parser.add_argument("--no-levers", action="store_true")
+    parser.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    args = parser.parse_args(argv)
+
+    load_start = load_average()
+    notes: list[str] = []
+    peak = matmul_peak()
+    print("matmul peak GFLOP/s:", {k: round(v) for k, v in peak.items()}, flush=True)
+    results = {}
+    for name in args.shapes.split(","):
+        shape = SHAPES[name]
+        results[name] = bench_shape(name, shape, args.rounds, notes)
+        results[name]["bf16_err"] = bf16_errors(shape)
+        r = results[name]
+        print(
+            name,
+            {
+                k: (round(r["fwd"][k].median_ms, 2), round(r["fb"][k].median_ms, 2))
+                for k in r["fwd"]
+            },
+            flush=True,
+        )
+    bidir = [] if args.no_bidir else bench_bidir(args.rounds, notes)
+    shapes = args.shapes.split(",")
+    lever_table = None if args.no_levers else levers.to_markdown(levers.run(shapes, args.rounds))
+    mem = None if args.no_memory else memory.to_markdown(memory.run())
+    comp = None if args.no_compile else compile_time.to_markdown(compile_time.run())
+    load_end = load_average()
+
+    lines = [
+        "# jlstm benchmark results",
+        "",
+        "Written by `python benchmarks/bench.py` (see `benchmarks/README.md`). "
+        "Rerun it to reproduce; numbers from one run compare only with each other.",
+        "",
+        *environment(peak),
+        f"- Load average (1, 5, 15 min) at start: {load_start}; at end: {load_end}. "
+        "The machine is shared; see 'Method' below.",
+        "",
+        "## Speed: one layer, float32",
+        "",
+        *speed_markdown(results, max(peak.values())),
+    ]
+    if bidir:
+        lines += ["## 2-layer bidirectional stack with variable lengths", "", *bidir, ""]
+    if lever_table:
+        lines += ["## Levers, one at a time", "", lever_table, ""]
+    lines += ["## bfloat16 compute", "", *bf16_markdown(results), ""]
+    if mem:
+        lines += ["## Memory for long sequences (remat)", "", mem, ""]
+    if comp:
+        lines += ["## Compile time", "", comp, ""]
+    lines += [
+        "## Method",
+        "",
+        "- fwd: all hidden states; fwd+bwd: gradient of sum(outputs) w.r.t. every parameter "
+        "and the input. One layer, one direction, zero initial state, batch-first input.",
+        "- JAX implementations are `jax.jit` of a function of (params, xs); torch.nn.LSTM "
+        "(oneDNN) runs eagerly with `torch.set_num_threads(2)`. 'first call' is the wall time "
+        "of the first call (trace + compile + one run for JAX).",
+        "- Each round calls every implementation in turn, repeating a call until the round "
+        "lasts ≥ 0.2 s; the figure is the median over rounds. A round during which this "
+        "process's threads waited for a CPU more than 10% of the time (Linux schedstat: "
+        "another process had the core) is run again; 'clean rounds' counts rounds under that "
+        f"bar (fwd+fwd+bwd), of the {args.rounds}+{args.rounds} needed. Where fewer were "
+        "clean, the least disturbed ones were used.",
+        "- FLOPs: fwd = 2·B·T·(I+H)·4H + 10·B·T·H; fwd+bwd = 3 × fwd (shared/PEERS.md). "
+        "Percent of peak uses the measured 2048³ float32 matmul rate above.",
+        f"- `{PLAIN}` is jlstm with its fast path switched off (`jlstm._fused.ENABLED = "
+        "False`): the same cell under `lax.scan`, differentiated by JAX.",
+    ]
+    lines += [f"- {n}" for n in notes]
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
