@@ -3,12 +3,14 @@
 Nine male speakers each utter the Japanese vowels /ae/; every utterance is a
 sequence of 7-29 frames of 12 LPC cepstrum coefficients. The LSTM reads the
 variable-length sequence and names the speaker (9 classes; 270 train, 370
-test utterances). The data ships inside jlstm, so this runs on a fresh machine.
+test utterances). Every coefficient is z-scored with the training split's mean
+and standard deviation. The data ships inside jlstm, so this runs on a fresh machine.
 
     python train.py                      # = --config configs/default.py --workdir runs/default
 
-Result (2 shared CPU cores, seed 0): test accuracy 96.8% (majority class 23.8%)
-after 600 steps; 11 s wall at about 220 steps/s; 40,585 parameters.
+Result (2 CPU cores, AMD EPYC with AVX2, seed 0): test accuracy 97.6% (majority
+class 23.8%; 96.5% without the z-scoring) after 600 steps; 15 s wall at 110
+steps/s; 40,585 parameters.
 Published (Fawaz et al. 2019 / Karim et al. 2019): FCN 99.3%, ResNet 99.2%, MLSTM-FCN 100%.
 Smoke variant (seconds): --config configs/default.py:smoke
 """
@@ -33,6 +35,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "japanese_vowels"  # any UCR/UEA name found offline, or a .ts path
+    config.data.standardize = True  # z-score each feature with the training split's statistics
     config.data.batch_size = 30  # sequences per training step (270 = 9 batches an epoch)
     config.data.eval_batch_size = 128  # sequences per evaluation batch
 

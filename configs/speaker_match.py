@@ -3,12 +3,13 @@ same speaker? A Siamese LSTM encodes both and compares them (cosine).
 
 Training pairs come from the 270 training utterances (half same-speaker, half
 different), fresh each step; the test pairs only from the 370 test utterances.
-Chance is 50%.
+Chance is 50%. Every coefficient is z-scored with the training split's statistics.
 
     python train.py --config configs/speaker_match.py --workdir runs/speaker_match
 
-Result (2 shared CPU cores, seed 0): 95.2% accuracy on 2000 test pairs (chance
-50%) after 800 steps; 17 s wall at 61 steps/s.
+Result (2 CPU cores, AMD EPYC with AVX2, seed 0): ROC-AUC 0.999 and 97.0%
+accuracy on 2000 test pairs (chance 50%) after 800 steps (without the z-scoring:
+ROC-AUC 0.990, 95.1%); 27 s wall at 43 steps/s; 39,424 parameters.
 Smoke variant (seconds): --config configs/speaker_match.py:smoke
 """
 
@@ -33,6 +34,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "japanese_vowels"  # a labelled UCR/UEA data set
+    config.data.standardize = True  # z-score each feature with the training split's statistics
     config.data.batch_size = 64  # pairs per training step
     config.data.eval_batch_size = 250  # pairs per evaluation batch
     config.data.test_pairs = 2000  # fixed test pairs (rounded up to whole batches)

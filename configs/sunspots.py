@@ -1,15 +1,18 @@
 """Forecasting yearly sunspot numbers (1700-2008, ``statsmodels.datasets``).
 
-From the last WINDOW years predict the next one. The series is split in time
-order (80% train, 20% test), standardised with the training part's statistics;
-the summary gives the test RMSE in sunspot numbers next to the persistence
-forecast ("next year = this year").
+From the last WINDOW years predict the next one. The years are split in time
+order into train, validation and test (70/15/15%, 1700-1915 / 1916-1961 /
+1962-2008); each window belongs to the part of its target year. The series is
+standardised with the training years' statistics only. Evaluation during
+training is on the validation windows (which chose the settings below); the
+test windows are scored once, at the end, in sunspot numbers, next to the
+persistence forecast ("next year = this year") on the same windows.
 
     python train.py --config configs/sunspots.py --workdir runs/sunspots
 
-Result (2 shared CPU cores, seed 0): test RMSE 19.3 sunspots (persistence 30.1)
-after 400 steps; 5 s wall. There is no validation split and 227 training windows
-overfit: at 1500 steps the test RMSE was 25.
+Result (2 CPU cores, AMD EPYC with AVX2, seed 0): test RMSE 24.6 sunspots
+(persistence 29.1), validation RMSE 24.5 (persistence 31.5) after 400 steps;
+9 s wall; 4,385 parameters.
 Smoke variant (seconds): --config configs/sunspots.py:smoke
 """
 
@@ -38,7 +41,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.batch_size = 32  # windows per training step
     config.data.eval_batch_size = 64  # windows per evaluation batch
 
-    num_steps = ml_collections.FieldReference(400)  # 227 windows: longer overfits
+    num_steps = ml_collections.FieldReference(400)  # 196 windows: longer overfits (validation)
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adamw"  # adam | adamw | sgd
     config.optim.learning_rate = 3e-3  # peak learning rate
@@ -53,7 +56,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train = ml_collections.ConfigDict()
     config.train.num_steps = num_steps  # optimizer updates in all
     config.train.log_every = 25  # steps between train-metric records
-    config.train.eval_every = 50  # steps between evaluations on the test set
+    config.train.eval_every = 50  # steps between evaluations on the validation windows
     config.train.checkpoint_every = 200  # steps between checkpoints
     config.train.keep_checkpoints = 2  # newest checkpoints kept
 

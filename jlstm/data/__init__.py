@@ -10,6 +10,7 @@ from jlstm.data.batching import (
     batch_indices,
     eval_batches,
     pad_sequences,
+    standardize_features,
     steps_per_epoch,
 )
 from jlstm.data.mnist1d import load_mnist1d
@@ -62,6 +63,7 @@ __all__ = [
     "load_shakespeare",
     "load_sunspots",
     "load_text",
+    "standardize_features",
     "load_ts",
     "load_ucr",
     "make_adding_batch",

@@ -233,6 +233,40 @@ def _epoch_order(num_examples: int, seed: int, epoch: int, shuffle: bool) -> np.
     return order
 
 
+def standardize_features(
+    train: SequenceDataset, *others: SequenceDataset
+) -> tuple[SequenceDataset, ...]:
+    """Z-score every feature with the mean and (population) standard deviation of
+    ``train``'s values (all its time steps, NaN left out); the same transform goes to
+    ``others`` (the test split, say), so no statistic comes from them. A constant
+    feature is only centred.
+
+    Shapes:
+      each dataset's inputs (T_i, F) -> (T_i, F) float32
+
+    >>> xs = [np.array([[1.0], [3.0]]), np.array([[5.0]])]
+    >>> train = SequenceDataset(xs, [0, 1], num_classes=2)
+    >>> [x.ravel().tolist() for x in standardize_features(train)[0].inputs]
+    [[-1.224744..., 0.0], [1.224744...]]
+    """
+    if train.feature_size is None:
+        raise ValueError(f"train must hold (T, F) feature sequences; got token ids ({train.name})")
+    values = np.concatenate(train.inputs).astype(np.float64)  # (sum T_i, F)
+    mean = np.nanmean(values, axis=0)
+    std = np.nanstd(values, axis=0)
+    std = np.where(std > 0, std, 1.0)
+    for ds in others:
+        if ds.feature_size != train.feature_size:
+            raise ValueError(
+                f"{ds.name or 'a dataset'} must have {train.feature_size} features like train; "
+                f"got {ds.feature_size}"
+            )
+    scale = lambda ds: dataclasses.replace(
+        ds, inputs=[((x - mean) / std).astype(np.float32) for x in ds.inputs]
+    )
+    return tuple(scale(ds) for ds in (train, *others))
+
+
 def batch_indices(
     num_examples: int,
     batch_size: int,

@@ -89,6 +89,13 @@ TRAIN = {
     "keep_checkpoints": POSITIVE,
 }
 
+TRAIN_BY_TASK = {  # fields of config.train that only some tasks have
+    "charlm": {
+        "sample_chars": NON_NEGATIVE,  # 0: no sample at the end
+        "sample_temperature": Field(float, low=0.0),  # 0: greedy
+    },
+}
+
 _SEQUENCE_MODEL = {
     "hidden_size": POSITIVE,
     "forget_bias": Field(float),
@@ -136,9 +143,9 @@ DATA = {  # by dataset kind (tasks.dataset_kind)
         "test_size": POSITIVE,
     },
     "sunspots": {**_BATCHES, "window": POSITIVE, "horizon": POSITIVE},
-    "mnist1d": _BATCHES,
-    "ucr": _BATCHES,
-    "ucr_pairs": {**_BATCHES, "test_pairs": POSITIVE},
+    "mnist1d": {**_BATCHES, "standardize": FLAG},
+    "ucr": {**_BATCHES, "standardize": FLAG},
+    "ucr_pairs": {**_BATCHES, "standardize": FLAG, "test_pairs": POSITIVE},
     "text": _TEXT,
     "text_file": {**_TEXT, "path": Field(str)},
 }
@@ -166,7 +173,7 @@ def check_config(config: Mapping) -> None:
     _check_section("config.data", config["data"], DATA[kind])
     _check_section("config.model", config["model"], MODEL[task], what=f"a {task} model")
     _check_section("config.optim", config["optim"], OPTIM)
-    _check_section("config.train", config["train"], TRAIN)
+    _check_section("config.train", config["train"], {**TRAIN, **TRAIN_BY_TASK.get(task, {})})
 
     optim = config["optim"]
     if optim["schedule"] == "warmup_cosine" and optim["warmup_steps"] >= optim["decay_steps"]:

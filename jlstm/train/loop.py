@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from flax import nnx
 
 from jlstm.cell import num_params
 from jlstm.train import sharding
@@ -110,6 +111,9 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
 
     if final is None:  # nothing left to train: the checkpoint was already at the end
         final = evaluate(eval_step, state, task, mesh)
+    if task.test_batches is not None:  # the held-out test set, once, at the end
+        test = evaluate(eval_step, state, task, mesh, batches=task.test_batches)
+        final = {**final, **{f"test_{k}": v for k, v in test.items()}}
     summary = {
         "workdir": str(workdir),
         "data": task.description,
@@ -131,6 +135,11 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
     }
     checkpoints.close()
     if lead:
+        if task.report is not None:
+            model = nnx.merge(graphdef, *sharding.to_host((state.params, state.model_state)))
+            extra = dict(task.report(model, workdir))
+            summary["files"].update(extra.pop("files", {}))
+            summary.update(extra)
         _write_results(summary, task, writer)
     return summary
 
@@ -148,13 +157,14 @@ def _write_results(summary: dict, task: Task, writer: MetricsWriter) -> None:
     (workdir / "summary.txt").write_text(format_summary(summary) + "\n")
 
 
-def evaluate(eval_step, state, task: Task, mesh) -> dict[str, float]:
-    """Every metric of ``task.eval_fn`` over the whole evaluation set."""
+def evaluate(eval_step, state, task: Task, mesh, *, batches=None) -> dict[str, float]:
+    """Every metric of ``task.eval_fn`` over the whole evaluation set (or over
+    ``batches()``, e.g. ``task.test_batches``)."""
     carry = task.eval_carry
     if carry is not None:
         carry = sharding.put_tree(carry, mesh, task.carry_spec)
     parts = []
-    for batch in task.eval_batches():
+    for batch in (batches or task.eval_batches)():
         metrics, carry = eval_step(state, sharding.put_batch(batch, mesh), carry)
         parts.append(metrics)
     parts = sharding.to_host(parts)

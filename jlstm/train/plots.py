@@ -1,14 +1,17 @@
-"""A PNG of a run's train and eval curves, drawn from its ``metrics.jsonl``."""
+"""PNGs of a run: its train and eval curves (from ``metrics.jsonl``), and attention
+weights over time."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # Train-record fields that are bookkeeping, not curves worth a panel of their own.
 _NOT_CURVES = {"step", "split", "learning_rate", "steps_per_sec", "wall_s"}
@@ -52,6 +55,11 @@ def plot_curves(
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
+    return _save(fig, path, title)
+
+
+def _save(fig, path: str | Path, title: str) -> Path:
+    """Title the figure, write it as a PNG, free it."""
     if title:
         fig.suptitle(title)
     path = Path(path)
@@ -63,3 +71,58 @@ def plot_curves(
 def _all_positive(records, name) -> bool:
     values = [r[name] for r in records if isinstance(r.get(name), int | float)]
     return bool(values) and min(values) > 0
+
+
+def plot_attention(
+    weights,
+    lengths,
+    path: str | Path,
+    *,
+    indices=None,
+    labels=None,
+    predictions=None,
+    title: str = "",
+) -> Path:
+    """One panel per sequence: its attention weight at each real time step.
+
+    ``weights`` (N, T) (for several heads, (N, heads, T): one set of bars per
+    head), ``lengths`` (N,); ``indices`` (each sequence's number in its data
+    set), ``labels`` and ``predictions`` (N,), when given, go in each panel's
+    title.
+    """
+    weights = np.asarray(weights, np.float32)
+    if weights.ndim == 2:
+        weights = weights[:, None, :]
+    if weights.ndim != 3:
+        raise ValueError(f"weights must be (N, T) or (N, heads, T); got shape {weights.shape}")
+    lengths = np.asarray(lengths)
+    if lengths.shape != weights.shape[:1]:
+        raise ValueError(f"lengths must be ({weights.shape[0]},); got shape {lengths.shape}")
+    n = weights.shape[0]
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False, layout="constrained"
+    )
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        steps = np.arange(int(lengths[k]))
+        for h, w in enumerate(weights[k]):
+            label = f"head {h}" if weights.shape[1] > 1 else None
+            ax.bar(steps, w[: len(steps)], alpha=0.8 if weights.shape[1] == 1 else 0.5, label=label)
+        number = k if indices is None else indices[k]
+        name = f"sequence {number} (length {int(lengths[k])})"
+        if labels is not None:
+            name += f"\nlabel {labels[k]}"
+            if predictions is not None:
+                name += f", predicted {predictions[k]}"
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("time step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("attention weight")
+        ax.grid(alpha=0.3)
+        if weights.shape[1] > 1:
+            ax.legend(fontsize=7)
+    return _save(fig, path, title)

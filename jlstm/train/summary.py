@@ -10,7 +10,8 @@ def _num(value) -> str:
 
 
 def format_summary(summary: dict) -> str:
-    """Final metrics, the baseline to beat, time, speed, size and where the files are."""
+    """Final metrics, the baseline to beat, time, speed, size, where the files are, and a
+    generated sample where the task made one."""
     final, baselines, head = summary["final"], summary["baselines"], summary["headline"]
     rate = summary["steps_per_sec"]
     lines = [
@@ -30,5 +31,7 @@ def format_summary(summary: dict) -> str:
     labels = {"metrics": "log", "curves": "plot", "checkpoints": "checkpoint", "summary": "summary"}
     for name, path in summary["files"].items():
         lines.append(f"{labels.get(name, name):<10s} {path}")
+    if summary.get("sample"):
+        lines += ["-" * 72, "sample", summary["sample"].rstrip("\n")]
     lines.append("=" * 72)
     return "\n".join(lines)

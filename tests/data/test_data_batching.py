@@ -9,6 +9,7 @@ from jlstm.data import (
     batching,
     eval_batches,
     pad_sequences,
+    standardize_features,
     steps_per_epoch,
 )
 
@@ -166,3 +167,37 @@ def test_eval_batches_cover_everything_in_order():
     assert {b["xs"].shape[1] for b in eval_batches(ds, 2, max_len=5)} == {5}
     with pytest.raises(ValueError, match="batch_size must be >= 1; got 0"):
         next(eval_batches(ds, 0))
+
+
+def test_standardize_features_uses_train_statistics_only():
+    rng = np.random.default_rng(0)
+    train_xs = [rng.normal([2.0, -1.0, 5.0], [3.0, 0.5, 0.0], (n, 3)) for n in (4, 7, 2)]
+    test_xs = [rng.normal(0.0, 1.0, (n, 3)) for n in (5, 3)]
+    train = SequenceDataset(train_xs, [0, 1, 0], num_classes=2, class_names=("a", "b"), name="tr")
+    test = SequenceDataset(test_xs, [1, 1], num_classes=2, name="te")
+    new_train, new_test = standardize_features(train, test)
+    values = np.concatenate(train_xs)  # the reference: statistics by hand, over all steps
+    mean, std = values.mean(0), values.std(0)
+    std[2] = 1.0  # the constant feature is only centred
+    for new, old in ((new_train, train_xs), (new_test, test_xs)):
+        for x, ref in zip(new.inputs, old, strict=True):
+            assert x.dtype == np.float32
+            np.testing.assert_allclose(x, (ref - mean) / std, rtol=1e-5, atol=1e-6)
+    all_train = np.concatenate(new_train.inputs)
+    np.testing.assert_allclose(all_train[:, :2].mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(all_train[:, :2].std(0), 1.0, rtol=1e-5)
+    assert new_train.targets.tolist() == [0, 1, 0] and new_train.class_names == ("a", "b")
+    assert new_test.name == "te" and new_test.lengths.tolist() == [5, 3]
+
+
+def test_standardize_features_ignores_missing_values_and_checks_shapes():
+    train = SequenceDataset([np.array([[1.0], [np.nan], [3.0]])], [0], num_classes=1)
+    (scaled,) = standardize_features(train)
+    np.testing.assert_allclose(scaled.inputs[0][[0, 2], 0], [-1.0, 1.0], rtol=1e-6)
+    assert np.isnan(scaled.inputs[0][1, 0])
+    other = SequenceDataset([np.ones((2, 2))], [0], num_classes=1, name="wide")
+    with pytest.raises(ValueError, match="wide must have 1 features like train; got 2"):
+        standardize_features(train, other)
+    tokens = SequenceDataset([np.array([1, 2])], [0], num_classes=1)
+    with pytest.raises(ValueError, match=r"train must hold \(T, F\) feature sequences"):
+        standardize_features(tokens)

@@ -1,16 +1,28 @@
 """Every kind of config error stops before any work, with a message naming the key."""
 
+import jax
 import pytest
+from flax import nnx
 from train_helpers import CONFIGS, finish, load_config, run_train_py
 
+from jlstm.cell import num_params
 from jlstm.train import ConfigError, check_config, train_and_evaluate
 from jlstm.train.sharding import check_batch_size, make_mesh
+from jlstm.train.tasks import make_task
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("variant", ["", "smoke"])
 def test_every_shipped_config_is_valid(name, variant):
     check_config(load_config(name, variant))
+
+
+def test_mnist1d_small_variant_has_the_published_grus_size():
+    config = load_config("mnist1d", "small")
+    check_config(config)
+    task = make_task(config, jax.random.key(0))
+    n = num_params(nnx.state(task.model, nnx.Param))
+    assert abs(n - 5134) / 5134 < 0.1, n  # the published GRU: 5,134 parameters
 
 
 def _edit(config, path: str, value=None, *, delete=False):
@@ -76,7 +88,7 @@ def test_missing_keys(path):
 
 
 def test_model_fields_depend_on_the_task():
-    config = load_config("shakespeare")  # a charlm has no pooling
+    config = load_config("charlm")  # a charlm has no pooling
     config.model.pooling = "mean"
     with pytest.raises(ConfigError, match=r"config\.model\.pooling is not a field of a charlm"):
         check_config(config)

@@ -20,7 +20,7 @@ def losses(workdir):
     return [r["loss"] for r in read_metrics(workdir / "metrics.jsonl") if r["split"] == "train"]
 
 
-@pytest.mark.parametrize("name", ["adding", "shakespeare"])
+@pytest.mark.parametrize("name", ["adding", "charlm"])
 def test_one_device_and_four_devices_agree(tmp_path, name):
     four = tmp_path / "four"
     proc = run_train_py(

@@ -63,7 +63,7 @@ def test_run_writes_its_files(tmp_path):
     assert "mse" in text and "parameters" in text and "steps/s" in text
 
 
-@pytest.mark.parametrize("name", ["adding", "shakespeare"])
+@pytest.mark.parametrize("name", ["adding", "charlm"])
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch, name):
     config = load_config(name)
     train_and_evaluate(config, tmp_path / "whole", progress=False)

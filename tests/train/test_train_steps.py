@@ -61,7 +61,7 @@ def test_second_step_does_not_recompile():
 
 def test_carry_flows_between_steps_and_resets_at_stream_start():
     """Truncated BPTT: the final LSTM state of chunk s is the initial state of chunk s+1."""
-    _, task, graphdef, state, tx = build("shakespeare")
+    _, task, graphdef, state, tx = build("charlm")
     train_step = make_train_step(graphdef, task.loss_fn, tx)
     assert float(jnp.abs(state.carry.h).sum()) == 0.0
     state, _ = train_step(state, as_jax(task.train_batch(0)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ class Task:
         marking the real ones.
       loss_fn: ``(model, batch, carry, dropout_key) -> (loss, (metrics, carry))``.
       eval_fn: ``(model, batch, carry) -> ({name: (mean, count)}, carry)``.
+      test_batches: ``() -> batches`` of a held-out test set evaluated once, after
+        training, when ``eval_batches`` is a validation set; its metrics join the
+        final ones as ``test_<name>``. None: the evaluation set is the test set.
       headline: the evaluation metric the summary leads with.
       description: one line on the data (sizes, shapes).
       baselines: reference values of evaluation metrics (a trivial predictor).
@@ -38,6 +42,11 @@ class Task:
       carry_spec: how the carry splits over the device mesh.
       finish: ``metrics -> metrics`` adding derived final metrics (e.g. an RMSE
         in the data's own units).
+      report: ``(model, workdir) -> dict`` run once after training on the
+        process that writes files, with the trained model on the host: writes
+        what shows the result to a person (a text sample, a PNG of attention
+        weights) and returns summary entries (``{"files": {name: path}, ...}``);
+        None: nothing to add.
     """
 
     model: nnx.Module
@@ -48,10 +57,12 @@ class Task:
     headline: str
     description: str
     baselines: dict[str, float] = dataclasses.field(default_factory=dict)
+    test_batches: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None
     init_carry: Any = None
     eval_carry: Any = None
     carry_spec: PartitionSpec | None = None
     finish: Callable[[dict], dict] = lambda metrics: metrics
+    report: Callable[[nnx.Module, Path], dict] | None = None
 
 
 def pad_rows(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ the checkpoint, so a resumed run continues exactly.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,9 @@ from jlstm.nn import CharLM
 from jlstm.train.errors import ConfigError
 from jlstm.train.sharding import DATA_AXIS
 from jlstm.train.tasks.base import Task
+
+PROMPT_CHARS = 40  # the sample continues this many characters of the validation text
+SAMPLE_KEY = 0x5A  # folded into the seed's key for the sample: a fixed, separate stream
 
 
 def load_corpus(c) -> str:
@@ -85,6 +89,25 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         bpc = losses.bits_per_char(logits, batch["y"])
         return {"bits_per_char": (bpc, batch["y"].size)}, final
 
+    def report(model, workdir):
+        """Generate ``config.train.sample_chars`` characters after the validation text's
+        first line; print them with the summary and save them to ``sample.txt``."""
+        n = config.train.sample_chars
+        if n == 0:
+            return {}
+        prompt = val_ids[:PROMPT_CHARS]
+        key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_KEY)
+        tokens = model.generate(
+            jnp.asarray(prompt), n, temperature=config.train.sample_temperature, key=key
+        )
+        text = vocab.decode(prompt) + vocab.decode(np.asarray(tokens))
+        path = Path(workdir) / "sample.txt"
+        path.write_text(
+            f"# {n} characters generated at temperature {config.train.sample_temperature} "
+            f"after the first {len(prompt)} characters of the validation text\n{text}\n"
+        )
+        return {"files": {"sample": str(path)}, "sample": text}
+
     return Task(
         model=model,
         train_batch=train_batch,
@@ -101,4 +124,5 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         init_carry=model.initial_state(c.batch_size),
         eval_carry=model.initial_state(c.eval_batch_size),
         carry_spec=PartitionSpec(None, DATA_AXIS),  # (layers, batch, hidden)
+        report=report,
     )

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from flax import nnx
 
 from jlstm import data, losses
 from jlstm.nn import SequenceClassifier
 from jlstm.train.errors import ConfigError
+from jlstm.train.plots import plot_attention
 from jlstm.train.tasks.base import Task, pad_rows, sequence_model_options, weighted
 
+ATTENTION_PLOT_SEQUENCES = 6  # test sequences drawn in attention.png
 
-def load_labelled(name: str) -> tuple[data.SequenceDataset, data.SequenceDataset]:
-    """(train, test) SequenceDatasets of a classification data set."""
+
+def attention_plot_indices(n: int) -> np.ndarray:
+    """The test sequences attention.png shows: up to ATTENTION_PLOT_SEQUENCES, evenly spaced."""
+    k = min(ATTENTION_PLOT_SEQUENCES, n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
+def load_labelled(
+    name: str, *, standardize: bool = False
+) -> tuple[data.SequenceDataset, data.SequenceDataset]:
+    """(train, test) SequenceDatasets of a classification data set; with
+    ``standardize``, every feature z-scored with the training split's statistics."""
     if name == "mnist1d":
-        return data.load_mnist1d()
-    return data.load_ucr(name, split="train"), data.load_ucr(name, split="test")
+        train, test = data.load_mnist1d()
+    else:
+        train, test = data.load_ucr(name, split="train"), data.load_ucr(name, split="test")
+    return data.standardize_features(train, test) if standardize else (train, test)
 
 
 def classification_task(config, rngs: nnx.Rngs) -> Task:
-    train, test = load_labelled(config.data.name)
+    train, test = load_labelled(config.data.name, standardize=config.data.standardize)
     if train.num_classes is None:
         raise ConfigError(
             f"config.data.name {config.data.name!r} has no class labels (a regression set?); "
@@ -61,6 +77,27 @@ def classification_task(config, rngs: nnx.Rngs) -> Task:
             "accuracy": weighted(losses.accuracy(logits, y, mask=w), w),
         }, carry
 
+    def report(model, workdir):
+        """With attention pooling: a PNG of the weights over time of a few test
+        sequences, evenly spaced through the test set (so several classes show)."""
+        if config.model.pooling != "attention":
+            return {}
+        indices = attention_plot_indices(len(test))
+        batch = test.batch(indices)
+        logits, weights = model(batch["xs"], lengths=batch["lengths"], return_attention=True)
+        names = test.class_names
+        label = (lambda k: names[k]) if names is not None else (lambda k: k)
+        path = plot_attention(
+            weights,
+            batch["lengths"],
+            Path(workdir) / "attention.png",
+            indices=indices.tolist(),
+            labels=[label(k) for k in batch["y"]],
+            predictions=[label(k) for k in np.asarray(logits).argmax(-1)],
+            title=f"{config.data.name}: attention weights over time, test sequences",
+        )
+        return {"files": {"attention": str(path)}}
+
     majority = np.bincount(test.targets, minlength=train.num_classes).max() / len(test)
     lengths = np.concatenate([train.lengths, test.lengths])
     return Task(
@@ -76,4 +113,5 @@ def classification_task(config, rngs: nnx.Rngs) -> Task:
             f"{train.num_classes} classes"
         ),
         baselines={"accuracy": float(majority)},
+        report=report,
     )

@@ -50,7 +50,7 @@ def draw_pairs(labels: np.ndarray, n: int, rng: np.random.Generator):
 
 def matching_task(config, rngs: nnx.Rngs) -> Task:
     c = config.data
-    train, test = load_labelled(c.name)
+    train, test = load_labelled(c.name, standardize=c.standardize)
     max_len = max(train.max_length, test.max_length)
     cosine = config.model.similarity == "cosine"
     model = SiameseMatcher(

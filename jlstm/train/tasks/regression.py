@@ -12,6 +12,8 @@ from jlstm.nn import SequenceRegressor
 from jlstm.train.errors import ConfigError
 from jlstm.train.tasks.base import Task, sequence_model_options, split_rows, weighted
 
+SUNSPOT_SPLIT = (0.7, 0.15, 0.15)  # train, validation, test: fractions of the years, in order
+
 
 def _regressor(config, in_features: int, out_features: int, rngs: nnx.Rngs):
     return SequenceRegressor(
@@ -61,41 +63,60 @@ def adding_task(config, rngs: nnx.Rngs) -> Task:
 def sunspots_task(config, rngs: nnx.Rngs) -> Task:
     """Forecast the yearly sunspot number ``horizon`` years after a ``window``-year input.
 
-    The series is split in time order (80% train, 20% test), standardised with the
-    training part's statistics, and cut into windows within each part.
+    The years are split in time order into train, validation and test (70/15/15 %);
+    a window belongs to the part its target year is in (its inputs may reach back
+    into the part before: those years are known when the forecast is made). The
+    series is standardised with the training years' statistics only. Evaluation
+    during training is on the validation windows; the test windows are evaluated
+    once, at the end.
     """
     c = config.data
-    train_series, test_series = data.chronological_split(data.load_sunspots(), (0.8, 0.2))
-    scale = data.Standardizer.fit(train_series)
-    train_x, train_y = data.make_windows(scale.transform(train_series), c.window, c.horizon)
-    test_x, test_y = data.make_windows(scale.transform(test_series), c.window, c.horizon)
-    n = len(train_x)
+    series = data.load_sunspots()
+    train_years, val_years, _ = data.chronological_split(series, SUNSPOT_SPLIT)
+    scale = data.Standardizer.fit(train_years)
+    xs, ys = data.make_windows(scale.transform(series), c.window, c.horizon)
+    target_year = np.arange(len(xs)) + c.window + c.horizon - 1  # index of each target
+    part = np.searchsorted(
+        [len(train_years), len(train_years) + len(val_years)], target_year, side="right"
+    )  # 0 train, 1 validation, 2 test
+    lengths = lambda k: np.full(k, c.window, np.int32)
+    windows = [
+        {"xs": xs[part == k], "lengths": lengths(int((part == k).sum())), "y": ys[part == k]}
+        for k in range(3)
+    ]
+    train, val, test = windows
+    n = len(train["xs"])
     if c.batch_size > n:
         raise ConfigError(
             f"config.data.batch_size must be <= the {n} training windows; got {c.batch_size}"
         )
-    lengths = lambda k: np.full(k, c.window, np.int32)
-    test = {"xs": test_x, "lengths": lengths(len(test_x)), "y": test_y}
 
     def train_batch(step):
         idx = data.batch_indices(n, c.batch_size, step, seed=config.seed)
-        return {"xs": train_x[idx], "lengths": lengths(len(idx)), "y": train_y[idx]}
+        return {k: v[idx] for k, v in train.items()}
 
     def finish(metrics):  # back to sunspot numbers
-        return {**metrics, "rmse_sunspots": math.sqrt(metrics["mse"]) * scale.std}
+        out = dict(metrics)
+        for prefix in ("", "test_"):
+            if f"{prefix}mse" in metrics:
+                out[f"{prefix}rmse_sunspots"] = math.sqrt(metrics[f"{prefix}mse"]) * scale.std
+        return out
 
-    persistence = data.persistence_baseline(test_x, test_y) * scale.std
+    persistence = lambda w: data.persistence_baseline(w["xs"], w["y"]) * scale.std
     return Task(
         model=_regressor(config, 1, 1, rngs),
         train_batch=train_batch,
-        eval_batches=lambda: split_rows(test, c.eval_batch_size),
+        eval_batches=lambda: split_rows(val, c.eval_batch_size),
+        test_batches=lambda: split_rows(test, c.eval_batch_size),
         loss_fn=_loss_fn,
         eval_fn=_eval_fn,
-        headline="rmse_sunspots",
+        headline="test_rmse_sunspots",
         description=(
-            f"yearly sunspots 1700-2008: {n} train / {len(test_x)} test windows of "
-            f"{c.window} years, forecasting {c.horizon} year(s) ahead"
+            f"yearly sunspots 1700-2008: {n} train / {len(val['xs'])} validation / "
+            f"{len(test['xs'])} test windows of {c.window} years, forecasting "
+            f"{c.horizon} year(s) ahead"
         ),
-        baselines={"rmse_sunspots": persistence},  # "next year = this year"
+        # "next year = this year", on the same windows
+        baselines={"rmse_sunspots": persistence(val), "test_rmse_sunspots": persistence(test)},
         finish=finish,
     )
