@@ -36,7 +36,7 @@ def greedy_by_full_passes(model, prompt, n):
 
 
 def test_charlm_sample_continues_the_validation_text(tmp_path):
-    config = charlm_config(sample_chars=12, sample_temperature=0.0)
+    config = charlm_config(sample_chars=6, sample_temperature=0.0)
     task = make_task(config, jax.random.key(3))
     out = task.report(task.model, tmp_path)
 
@@ -45,11 +45,11 @@ def test_charlm_sample_continues_the_validation_text(tmp_path):
     _, val_ids = data.split_text(vocab.encode(text), config.data.val_fraction)
     prompt = val_ids[:PROMPT_CHARS]
     expected = vocab.decode(prompt) + vocab.decode(
-        np.array(greedy_by_full_passes(task.model, prompt, 12))
+        np.array(greedy_by_full_passes(task.model, prompt, 6))
     )
     assert out["sample"] == expected
     saved = (tmp_path / "sample.txt").read_text()
-    assert saved.splitlines()[0].startswith("# 12 characters generated at temperature 0.0")
+    assert saved.splitlines()[0].startswith("# 6 characters generated at temperature 0.0")
     assert saved.endswith(expected + "\n")
     assert out["files"] == {"sample": str(tmp_path / "sample.txt")}
 

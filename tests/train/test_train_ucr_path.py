@@ -1,9 +1,7 @@
 """Any UCR/UEA .ts data set trains by path, with no code change."""
 
-import json
-
 import numpy as np
-from train_helpers import finish, load_config, run_train_py
+from train_helpers import load_config
 
 from jlstm.train import train_and_evaluate
 
@@ -41,6 +39,7 @@ def make_folder(tmp_path):
 
 
 def test_a_ts_folder_trains_by_path(tmp_path):
+    """``--config.data.name=PATH`` (a folder NAME/ with NAME_TRAIN.ts, NAME_TEST.ts)."""
     config = load_config("default")
     config.data.name = str(make_folder(tmp_path))
     config.data.eval_batch_size = 32
@@ -52,20 +51,3 @@ def test_a_ts_folder_trains_by_path(tmp_path):
     assert "48 train / 30 test sequences, 3 features" in summary["data"]
     assert "2 classes" in summary["data"]
     assert summary["final"]["accuracy"] >= 0.9, summary["final"]
-
-
-def test_cli_takes_a_ts_path_override(tmp_path):
-    folder = make_folder(tmp_path)
-    workdir = tmp_path / "cli"
-    proc = run_train_py(
-        "--config",
-        "configs/default.py:smoke",
-        "--workdir",
-        str(workdir),
-        f"--config.data.name={folder}",
-        "--config.data.eval_batch_size=32",
-    )
-    code, out, err = finish(proc)
-    assert code == 0, err
-    summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["data"].startswith(f"{folder}: 48 train / 30 test")
