@@ -63,7 +63,6 @@ __all__ = [
     "load_shakespeare",
     "load_sunspots",
     "load_text",
-    "standardize_features",
     "load_ts",
     "load_ucr",
     "make_adding_batch",
@@ -74,6 +73,7 @@ __all__ = [
     "persistence_baseline",
     "pydoc_corpus",
     "split_text",
+    "standardize_features",
     "steps_per_epoch",
     "tbptt_batch",
 ]

@@ -98,7 +98,7 @@ def plot_attention(
     lengths = np.asarray(lengths)
     if lengths.shape != weights.shape[:1]:
         raise ValueError(f"lengths must be ({weights.shape[0]},); got shape {lengths.shape}")
-    n = weights.shape[0]
+    n, heads = weights.shape[:2]
     cols = min(n, 3)
     rows = -(-n // cols)
     fig, axes = plt.subplots(
@@ -110,8 +110,8 @@ def plot_attention(
             continue
         steps = np.arange(int(lengths[k]))
         for h, w in enumerate(weights[k]):
-            label = f"head {h}" if weights.shape[1] > 1 else None
-            ax.bar(steps, w[: len(steps)], alpha=0.8 if weights.shape[1] == 1 else 0.5, label=label)
+            label = f"head {h}" if heads > 1 else None
+            ax.bar(steps, w[: len(steps)], alpha=0.8 if heads == 1 else 0.5, label=label)
         number = k if indices is None else indices[k]
         name = f"sequence {number} (length {int(lengths[k])})"
         if labels is not None:
@@ -123,6 +123,6 @@ def plot_attention(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("attention weight")
         ax.grid(alpha=0.3)
-        if weights.shape[1] > 1:
+        if heads > 1:
             ax.legend(fontsize=7)
     return _save(fig, path, title)

@@ -12,7 +12,7 @@ from jlstm.train.plots import plot_attention
 from jlstm.train.summary import format_summary
 from jlstm.train.tasks import make_task
 from jlstm.train.tasks.charlm import PROMPT_CHARS, load_corpus
-from jlstm.train.tasks.classification import ATTENTION_PLOT_SEQUENCES
+from jlstm.train.tasks.classification import ATTENTION_PLOT_SEQUENCES, load_labelled
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -99,10 +99,7 @@ def test_attention_report_draws_the_models_own_weights(tmp_path, monkeypatch):
         lambda weights, lengths, path, **kw: drawn.update(w=weights, n=lengths, **kw) or path,
     )
     task.report(task.model, tmp_path)
-    test = data.standardize_features(
-        data.load_ucr("japanese_vowels", split="train"),
-        data.load_ucr("japanese_vowels", split="test"),
-    )[1]
+    _, test = load_labelled("japanese_vowels", standardize=True)
     indices = np.linspace(0, len(test) - 1, ATTENTION_PLOT_SEQUENCES).round().astype(int)
     batch = test.batch(indices)
     logits, weights = task.model(batch["xs"], lengths=batch["lengths"], return_attention=True)

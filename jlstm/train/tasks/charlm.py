@@ -91,7 +91,7 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
 
     def report(model, workdir):
         """Generate ``config.train.sample_chars`` characters after the validation text's
-        first line; print them with the summary and save them to ``sample.txt``."""
+        first PROMPT_CHARS; return them for the summary and save them to ``sample.txt``."""
         n = config.train.sample_chars
         if n == 0:
             return {}

@@ -79,12 +79,13 @@ def sunspots_task(config, rngs: nnx.Rngs) -> Task:
     part = np.searchsorted(
         [len(train_years), len(train_years) + len(val_years)], target_year, side="right"
     )  # 0 train, 1 validation, 2 test
-    lengths = lambda k: np.full(k, c.window, np.int32)
-    windows = [
-        {"xs": xs[part == k], "lengths": lengths(int((part == k).sum())), "y": ys[part == k]}
-        for k in range(3)
-    ]
-    train, val, test = windows
+
+    def windows(k):
+        chosen = part == k
+        lengths = np.full(int(chosen.sum()), c.window, np.int32)
+        return {"xs": xs[chosen], "lengths": lengths, "y": ys[chosen]}
+
+    train, val, test = (windows(k) for k in range(3))
     n = len(train["xs"])
     if c.batch_size > n:
         raise ConfigError(
