@@ -32,6 +32,7 @@ from jlstm.data.text import (
     num_tbptt_chunks,
     pydoc_corpus,
     split_text,
+    stream_resets,
     tbptt_batch,
 )
 from jlstm.data.timeseries import (
@@ -75,5 +76,6 @@ __all__ = [
     "split_text",
     "standardize_features",
     "steps_per_epoch",
+    "stream_resets",
     "tbptt_batch",
 ]

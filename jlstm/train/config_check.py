@@ -130,6 +130,7 @@ _BATCHES = {"name": Field(str), "batch_size": POSITIVE, "eval_batch_size": POSIT
 _TEXT = {
     **_BATCHES,
     "chunk_length": POSITIVE,  # truncated BPTT
+    "reset_every": NON_NEGATIVE,  # chunks between staggered state resets (0: each pass)
     "val_fraction": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
     "max_chars": NON_NEGATIVE,
 }

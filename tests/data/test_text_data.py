@@ -13,6 +13,7 @@ from jlstm.data import (
     num_tbptt_chunks,
     pydoc_corpus,
     split_text,
+    stream_resets,
     tbptt_batch,
 )
 
@@ -88,6 +89,26 @@ def test_tbptt_wraps_and_marks_stream_starts():
     assert x.tolist() == [[4, 5, 6, 7], [28, 29, 30, 31]]
     assert y.tolist() == [[5, 6, 7, 8], [29, 30, 31, 32]]
     assert [is_stream_start(s, chunks) for s in range(13)] == [s % 6 == 0 for s in range(13)]
+
+
+def test_stream_resets_stagger_rows_and_keep_pass_starts():
+    chunks, b, r = 50, 4, 8
+    masks = np.stack([stream_resets(s, chunks, b, r) for s in range(2 * chunks)])  # (steps, B)
+    assert masks.shape == (2 * chunks, b) and masks.dtype == bool
+    assert masks[0].all() and masks[chunks].all()  # every row at each pass start
+    # Row k resets where (s + 2k) % 8 == 0 (offsets 0, 2, 4, 6), besides the pass starts.
+    for k in range(b):
+        expected = [(s % chunks == 0) or (s + 2 * k) % r == 0 for s in range(2 * chunks)]
+        assert masks[:, k].tolist() == expected
+    # The age of each row's state (chunks since its last reset) never reaches r.
+    age = np.zeros(b, int)
+    for m in masks:
+        age = np.where(m, 0, age + 1)
+        assert age.max() < r
+    off = np.stack([stream_resets(s, chunks, b) for s in range(2 * chunks)])
+    assert off.tolist() == [[is_stream_start(s, chunks)] * b for s in range(2 * chunks)]
+    with pytest.raises(ValueError, match="reset_every must be >= 0; got -1"):
+        stream_resets(1, chunks, b, -1)
 
 
 def test_tbptt_errors():

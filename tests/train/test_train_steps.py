@@ -72,15 +72,33 @@ def test_carry_flows_between_steps_and_resets_at_stream_start():
 
     model = nnx.merge(graphdef, state.params, state.model_state)
     batch = task.train_batch(1)
-    _, expected = model(jnp.asarray(batch["xs"]), initial_state=state.carry)
+    fresh = batch["reset"][None, :, None]  # rows that start over at this chunk (staggered)
+    assert fresh.any() and not fresh.all()
+    initial = jax.tree.map(lambda a: jnp.where(fresh, 0.0, a), state.carry)
+    _, expected = model(jnp.asarray(batch["xs"]), initial_state=initial)
     state, _ = train_step(state, as_jax(batch))
     np.testing.assert_allclose(state.carry.h, expected.h, rtol=1e-5, atol=1e-6)
-    # A batch flagged as a stream start ignores the carried state.
+    # Rows flagged as starting over ignore the carried state; the others keep it.
     model = nnx.merge(graphdef, state.params, state.model_state)  # the old arrays were donated
-    reset = {**as_jax(batch), "reset": jnp.asarray(True)}
+    fresh = np.arange(len(batch["xs"])) % 2 == 0
+    reset = {**as_jax(batch), "reset": jnp.asarray(fresh)}
     _, (_, from_reset) = task.loss_fn(model, reset, state.carry, None)
     _, from_zero = model(jnp.asarray(batch["xs"]))
-    np.testing.assert_allclose(from_reset.h, from_zero.h, rtol=1e-5, atol=1e-6)
+    _, from_carry = model(jnp.asarray(batch["xs"]), initial_state=state.carry)
+    expected = np.where(fresh[None, :, None], from_zero.h, from_carry.h)
+    np.testing.assert_allclose(from_reset.h, expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(np.asarray(from_zero.h) - np.asarray(from_carry.h))[:, ~fresh].max() > 1e-3
+
+
+def test_charlm_rows_start_over_staggered_every_reset_every_chunks():
+    config, task, *_ = build("charlm")
+    r = config.data.reset_every
+    assert r > 1
+    resets = np.stack([task.train_batch(s)["reset"] for s in range(2 * r + 1)])  # (steps, B)
+    assert resets[0].all()  # the pass starts
+    for k in range(r):  # between, each row once every r chunks, not all rows together
+        np.testing.assert_array_equal(resets[1 + k : 1 + k + r].sum(axis=0), 1)
+    assert not resets[1:].all(axis=1).any()
 
 
 def test_non_finite_batch_skips_the_update_and_records_the_step():

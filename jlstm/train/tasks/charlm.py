@@ -6,8 +6,12 @@ contiguous stretch of the corpus; step ``s`` trains on chunk ``s`` of
 the end of a chunk is carried into the next one, with ``stop_gradient`` in
 between: gradients flow through ``chunk_length`` steps, the state through the
 whole stream. At the start of each pass over the text the state resets to
-zeros. The chunk is a pure function of the step, and the carried state is in
-the checkpoint, so a resumed run continues exactly.
+zeros, and with ``data.reset_every = R`` each row also starts over every R
+chunks, the rows staggered (:func:`jlstm.data.stream_resets`): evaluation and
+sampling start from zeros, and a model that only ever saw states a whole pass
+old predicts far worse from a fresh one. The chunk and the resets are pure
+functions of the step, and the carried state is in the checkpoint, so a
+resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -65,8 +69,8 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
 
     def train_batch(step):
         xs, ys = data.tbptt_batch(train_ids, c.batch_size, c.chunk_length, step)
-        reset = data.is_stream_start(step, train_chunks)
-        return {"xs": xs, "y": ys, "reset": np.asarray(reset)}
+        reset = data.stream_resets(step, train_chunks, c.batch_size, c.reset_every)
+        return {"xs": xs, "y": ys, "reset": reset}
 
     def eval_batches():
         for k in range(val_chunks):
@@ -75,10 +79,10 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
 
     def loss_fn(model, batch, carry, dropout_key):
         # Truncation: the carried state enters as a constant (no gradient flows
-        # back into the previous chunk); at a stream start it is zeros.
+        # back into the previous chunk); in the rows that start over it is zeros.
+        fresh = batch["reset"][None, :, None]  # (layers, batch, hidden) like the carry
         carry = jax.tree.map(
-            lambda a: jax.lax.stop_gradient(jnp.where(batch["reset"], jnp.zeros_like(a), a)),
-            carry,
+            lambda a: jax.lax.stop_gradient(jnp.where(fresh, jnp.zeros_like(a), a)), carry
         )
         logits, final = model(batch["xs"], initial_state=carry, dropout_key=dropout_key)
         loss = losses.cross_entropy(logits, batch["y"])
