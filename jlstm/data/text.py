@@ -180,8 +180,9 @@ def stream_resets(step: int, num_chunks: int, batch_size: int, reset_every: int 
     Every row resets at the start of each pass (:func:`is_stream_start`). With
     ``reset_every = R > 0`` row ``r`` also resets at the steps ``s`` with
     ``(s + r * R // batch_size) % R == 0``: the resets are staggered, so at every
-    step the rows' states are of all ages from 0 to R chunks, as at evaluation
-    and sampling, which start from zeros. Without them the state at training
+    step the rows' states are of ages spread evenly over 0 to R - 1 chunks, and
+    the model learns to predict from young states too, as evaluation and
+    sampling need, which start from zeros. Without them the state at training
     time is up to a whole pass old, and a model fitted to such old states
     predicts worse from a fresh one.
 
