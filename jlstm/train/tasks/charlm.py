@@ -7,11 +7,9 @@ the end of a chunk is carried into the next one, with ``stop_gradient`` in
 between: gradients flow through ``chunk_length`` steps, the state through the
 whole stream. At the start of each pass over the text the state resets to
 zeros, and with ``data.reset_every = R`` each row also starts over every R
-chunks, the rows staggered (:func:`jlstm.data.stream_resets`): evaluation and
-sampling start from zeros, and a model that only ever saw states a whole pass
-old predicts far worse from a fresh one. The chunk and the resets are pure
-functions of the step, and the carried state is in the checkpoint, so a
-resumed run continues exactly.
+chunks, the rows staggered (:func:`jlstm.data.stream_resets` says why). The
+chunk and the resets are pure functions of the step, and the carried state is
+in the checkpoint, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
