@@ -7,7 +7,8 @@ file may take a variant after a colon (``configs/adding.py:smoke``). Rerunning
 with the same ``--workdir`` resumes from its latest checkpoint.
 
 Several devices: each batch is split over all of them (data parallel); on a
-CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` makes four.
+CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` makes four (for
+testing: they share the cores, and each step is awaited before the next).
 Several hosts: start the same command on every host with ``--distributed``
 (``jax.distributed.initialize()``; on Slurm, Open MPI or TPU pods it finds its
 peers itself, elsewhere add ``--coordinator_address=HOST0:PORT

@@ -271,3 +271,27 @@ def test_unsupported_inputs_fall_back(key):
     assert not _fused.supported(params, jnp.zeros((0, 2, INPUT)), state, None)
     hs, final = layer(params, jnp.zeros((2, 0, INPUT)))
     assert hs.shape == (2, 0, 4) and final.h.shape == (2, 4)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("masking", ["none", "holes"])
+@pytest.mark.parametrize("remat", [False, True])
+def test_batch_in_place_form_equals_plain(key, monkeypatch, reverse, masking, remat):
+    """The weight-gradient form used when several devices are present (the (T, B)
+    axes contracted unreshaped) gives the plain path's values and gradients."""
+    monkeypatch.setattr(jax, "device_count", lambda *_: 2)  # read when the layer is traced
+    params = noisy_params(key, INPUT, 5)
+    xs = inputs((4, 9, INPUT))
+    state = LSTMState(*inputs((2, 4, 5), seed=3))
+    mask = holes_mask(4, 9) if masking == "holes" else None
+
+    def run(p, x, s):
+        return layer(p, x, initial_state=s, mask=mask, reverse=reverse, remat=remat)
+
+    fast_fn = jax.jit(lambda *a: loss_and_grads(run, *a))
+    text = fast_fn.lower(params, xs, state).as_text()
+    assert "contracting_dims = [0, 1] x [0, 1]" in text  # the in-place form is the one traced
+    fast = fast_fn(params, xs, state)
+    with plain_path():
+        plain = jax.jit(lambda *a: loss_and_grads(run, *a))(params, xs, state)
+    assert_close(fast, plain)

@@ -75,6 +75,7 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
     if start and lead:
         bar.write(f"resuming {workdir} from step {start}")
 
+    lockstep = sharding.needs_lockstep(mesh)
     timing = _Timing()
     final = None  # the evaluation at the last step
     pending = []  # the train metrics since the last log, still on the device
@@ -82,6 +83,8 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
         for step in range(start, num_steps):
             batch = sharding.put_batch(task.train_batch(step), mesh)
             state, metrics = train_step(state, batch)
+            if lockstep:
+                jax.block_until_ready(metrics)
             pending.append(metrics)
             done = step + 1
             bar.update(1)
@@ -163,9 +166,12 @@ def evaluate(eval_step, state, task: Task, mesh, *, batches=None) -> dict[str, f
     carry = task.eval_carry
     if carry is not None:
         carry = sharding.put_tree(carry, mesh, task.carry_spec)
+    lockstep = sharding.needs_lockstep(mesh)
     parts = []
     for batch in (batches or task.eval_batches)():
         metrics, carry = eval_step(state, sharding.put_batch(batch, mesh), carry)
+        if lockstep:
+            jax.block_until_ready(metrics)
         parts.append(metrics)
     parts = sharding.to_host(parts)
     totals = {}

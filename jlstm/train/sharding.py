@@ -24,6 +24,21 @@ def make_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+def needs_lockstep(mesh: Mesh) -> bool:
+    """Whether each step must finish before the next is dispatched.
+
+    With several CPU devices in one process (``--xla_force_host_platform_device_count``),
+    XLA's in-process collectives can deadlock when more than one program is in
+    flight: a device that runs ahead waits in an all-reduce of the next step
+    while the pool threads the other device needs are taken. Measured with
+    2 devices on 2 cores: the charlm config aborted ("Termination timeout for
+    all reduce") within 1500 steps when steps were queued, and ran when each
+    step was awaited. Accelerators queue steps safely.
+    """
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    return len(local) > 1 and local[0].platform == "cpu"
+
+
 def check_batch_size(batch_size: int, mesh: Mesh, name: str = "config.data.batch_size") -> None:
     """The batch must split evenly over the devices."""
     n = mesh.size

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from train_helpers import finish, load_config, run_train_py
 
-from jlstm.train import Checkpointer, read_metrics, train_and_evaluate
+from jlstm.train import Checkpointer, read_metrics, sharding, train_and_evaluate
 
 LOG_EVERY_STEP = "--config.train.log_every=1"
 
@@ -91,3 +91,29 @@ def test_two_processes_through_jax_distributed(tmp_path):
         assert code == 0, err[-3000:]
     assert json.loads((workdir / "summary.json").read_text())["devices"] == 4
     np.testing.assert_allclose(losses(workdir), losses(tmp_path / "one"), rtol=2e-5)
+
+
+def test_queued_steps_on_two_cpu_devices_finish(tmp_path):
+    """Without a per-step sync (nothing logged until the end), XLA's in-process CPU
+    collectives deadlocked with steps in flight: this run aborted ("Termination
+    timeout for all reduce") in about half of the tries at 1000 steps before
+    the loop waited for each step on several CPU devices."""
+    workdir = tmp_path / "w"
+    steps = "2000"
+    proc = run_train_py(
+        "--config", "configs/charlm.py:smoke", "--workdir", str(workdir),
+        f"--config.train.num_steps={steps}", f"--config.train.log_every={steps}",
+        f"--config.train.eval_every={steps}", f"--config.train.checkpoint_every={steps}",
+        "--config.model.hidden_size=64", "--config.data.batch_size=16",
+        devices=2,
+    )  # fmt: skip
+    code, _, err = finish(proc)
+    assert code == 0, err[-3000:]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["devices"] == 2 and summary["steps"] == 2000
+
+
+def test_lockstep_only_for_several_cpu_devices():
+    import jax
+
+    assert not sharding.needs_lockstep(sharding.make_mesh(jax.devices()[:1]))

@@ -1,0 +1,62 @@
+"""The layer under data parallelism: a batch split over devices stays split in the backward.
+
+Runs in a subprocess with two forced CPU devices (the flag must be set before
+JAX starts). The gradient of a batch-sharded call must equal the unsharded
+plain path, and its compiled program must reduce the weight gradients
+(all-reduce) without gathering the batch's activations onto every device
+(all-gather), which the (T*B, ...) reshape of the one-device form makes the
+partitioner do.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+SCRIPT = r"""
+import json
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jlstm import _fused, init_params, layer
+
+mesh = Mesh(np.array(jax.devices()), ("data",))
+params = init_params(jax.random.key(0), 6, 8)
+xs = jax.random.normal(jax.random.key(1), (4, 5, 6))
+lengths = jnp.array([5, 3, 0, 4])
+
+def loss(p, x, n):
+    hs, final = layer(p, x, lengths=n)
+    return (hs * jnp.sin(hs)).sum() + (final.c ** 2).sum()
+
+grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+split = NamedSharding(mesh, PartitionSpec("data"))
+args = (params, jax.device_put(xs, split), jax.device_put(lengths, split))
+hlo = grad.lower(*args).compile().as_text()
+fast = grad(*args)
+_fused.ENABLED = False
+plain = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, xs, lengths)
+diff = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+           for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)))
+print(json.dumps({"devices": jax.device_count(), "all_gather": "all-gather" in hlo,
+                  "all_reduce": "all-reduce" in hlo, "rel_diff": diff}))
+"""
+
+
+def run():
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_sharded_gradient_reduces_without_gathering_the_batch():
+    result = run()
+    assert result["devices"] == 2
+    assert result["rel_diff"] < 2e-5
+    assert result["all_reduce"] and not result["all_gather"], result
