@@ -46,6 +46,10 @@ Full 15-minute runs: 64 x 100, reset once a pass, 2300 steps: 2.187 (892 s);
 reset_every 320, lr 8e-3, 16000 steps: 2.093 (793 s; worse than the former in
 mid-run, 2.27 against 2.20 at 6.3 M characters); this config (16 x 25, lr
 4e-3): 2.064 (790 s).
+The learning rate at 16 x 25, full runs: 3e-3, 28000 steps: 2.083 (854 s at
+35.0 steps/s); 4e-3 (this config): 2.064; 6e-3, 30000 steps: 2.120 (891 s).
+Data parallel over 2 forced CPU devices does not help on 2 cores: they share
+the cores, and a step took longer than on one device.
 
 The validation plays are no harder than the training ones: a 5-gram model
 (add-0.1 smoothing) fit on the first 90% of the training text scores its last

@@ -64,6 +64,12 @@ ENABLED = True
 # Input width from which the residual-free forward uses two products (see _forward).
 _SPLIT_INPUT = 128
 
+# Hidden size from which the weight gradients contract (T, B) in place on one
+# device too (see _weight_grads): layer fwd+bwd 3-D form / 2-D form measured
+# 0.89-0.98 at H = 512 and 1024 (S4 median 0.94), 0.99-1.01 at H = 256-384,
+# 1.02-1.07 at H = 64-128 (S1, S3).
+_IN_PLACE_HIDDEN = 512
+
 # What the forward saves per step, in this order: six (T, B, H) arrays.
 _TI, _TF, _TG, _TO, _C, _H = range(6)
 
@@ -105,8 +111,7 @@ def fused_scan(
         compute=compute,
         unroll=int(unroll),
         segment=_segment_length(steps) if remat else 0,
-        # Where the batch may be split over devices, keep it splittable.
-        batch_in_place=jax.device_count() > 1,
+        batch_in_place=jax.device_count() > 1 or state.h.shape[-1] >= _IN_PLACE_HIDDEN,
     )
     hs, h, c = _run(params, xs.astype(state.c.dtype), state.h, state.c, mask, config)
     return hs, LSTMState(h, c)
@@ -126,7 +131,7 @@ class _Config(NamedTuple):
     compute: np.dtype  # the matmuls' dtype
     unroll: int
     segment: int  # 0: save every step; k > 0: checkpoint the state every k steps (remat)
-    batch_in_place: bool = False  # weight gradients contract (T, B) unreshaped (several devices)
+    batch_in_place: bool = False  # weight gradients contract (T, B) unreshaped (see _weight_grads)
 
 
 def _segment_length(steps: int) -> int:
@@ -282,15 +287,16 @@ def _weight_grads(xs, h_prev, dgates, params, config: _Config):
     db = dgates.sum(axis=(0, 1))
     if config.batch_in_place:
         # Contract (T, B) as they lie: with B split over devices, each device
-        # sums its own rows and one all-reduce follows. Reshaped to (T*B, ...),
-        # the partitioner gathers the whole batch onto every device first.
+        # sums its own rows and one all-reduce follows (reshaped to (T*B, ...),
+        # the partitioner gathers the whole batch onto every device first).
+        # Also the faster form on one device from H = _IN_PLACE_HIDDEN.
         dw_x = lax.dot_general(x, dg, _DN_STEPS, preferred_element_type=sd)  # (I, 4H)
         dw_h = lax.dot_general(h, dg, _DN_STEPS, preferred_element_type=sd)  # (H, 4H)
         dxs = lax.dot_general(dg, w_x, _DN_ROWS_NT, preferred_element_type=sd)  # (T, B, I)
         return dw_x, dw_h, db, dxs
-    # One device: (T*B, ...) rows are a free reshape, and XLA:CPU's 2-D product
-    # reads the transposed operand as it lies; the 3-D contraction above first
-    # copies X and H_prev transposed (S3 fwd+bwd 5-6% slower, S1 2-4%).
+    # One device, small H: (T*B, ...) rows are a free reshape, and XLA:CPU's
+    # 2-D product reads the transposed operand as it lies; the 3-D contraction
+    # above first copies X and H_prev transposed, which small H does not repay.
     steps, batch, inputs = xs.shape
     rows = steps * batch
     dg, x, h = dg.reshape(rows, -1), x.reshape(rows, inputs), h.reshape(rows, -1)

@@ -295,3 +295,27 @@ def test_batch_in_place_form_equals_plain(key, monkeypatch, reverse, masking, re
     with plain_path():
         plain = jax.jit(lambda *a: loss_and_grads(run, *a))(params, xs, state)
     assert_close(fast, plain)
+
+
+def test_wide_hidden_takes_in_place_form_on_one_device(key, monkeypatch):
+    """From H = _IN_PLACE_HIDDEN the in-place form runs on one device too; below it
+    the reshaped form runs. Both give the same gradients. (Against the plain
+    path, test_batch_in_place_form_equals_plain covers the in-place form: at
+    H = 512 both forms differ from the plain path by the same float32 rounding
+    of the 515-term products, just above that test's tolerance.)"""
+    hidden = _fused._IN_PLACE_HIDDEN
+    params = noisy_params(key, INPUT, hidden)
+    xs = inputs((2, 3, INPUT))
+    state = LSTMState(*inputs((2, 2, hidden), seed=4))
+
+    def grads_fn():
+        run = lambda p, x, s: layer(p, x, initial_state=s)  # noqa: E731
+        return jax.jit(lambda *a: loss_and_grads(run, *a))
+
+    in_place = "contracting_dims = [0, 1] x [0, 1]"
+    wide = grads_fn()
+    assert in_place in wide.lower(params, xs, state).as_text()
+    monkeypatch.setattr(_fused, "_IN_PLACE_HIDDEN", hidden + 1)  # read when traced
+    reshaped = grads_fn()
+    assert in_place not in reshaped.lower(params, xs, state).as_text()
+    assert_close(wide(params, xs, state), reshaped(params, xs, state))
