@@ -29,11 +29,11 @@ def needs_lockstep(mesh: Mesh) -> bool:
 
     With several CPU devices in one process (``--xla_force_host_platform_device_count``),
     XLA's in-process collectives can deadlock when more than one program is in
-    flight: a device that runs ahead waits in an all-reduce of the next step
-    while the pool threads the other device needs are taken. Measured with
-    2 devices on 2 cores: the charlm config aborted ("Termination timeout for
+    flight (most likely a device that runs ahead holds pool threads while it
+    waits in a collective the other device cannot reach). Measured with 2
+    devices on 2 cores: the charlm config aborted ("Termination timeout for
     all reduce") within 1500 steps when steps were queued, and ran when each
-    step was awaited. Accelerators queue steps safely.
+    step was awaited. GPU and TPU devices are left to queue steps as usual.
     """
     local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
     return len(local) > 1 and local[0].platform == "cpu"
