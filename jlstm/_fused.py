@@ -53,11 +53,6 @@ from jlstm.cell import LSTMParams, LSTMState
 
 Array = jax.Array
 
-_DN_TN = (((0,), (0,)), ((), ()))  # contract the leading (rows) axis of both operands
-_DN_NT = (((1,), (1,)), ((), ()))  # x @ w.T without materialising w.T
-_DN_STEPS = (((0, 1), (0, 1)), ((), ()))  # contract the (T, B) axes of both operands
-_DN_ROWS_NT = (((2,), (1,)), ((), ()))  # (T, B, K) @ w.T for w of shape (N, K)
-
 # Off switch for tests and benchmarks (the plain path then runs everywhere).
 ENABLED = True
 
@@ -278,32 +273,29 @@ def _shift_in(h0: Array, hs: Array, reverse: bool) -> Array:
 
 
 def _weight_grads(xs, h_prev, dgates, params, config: _Config):
-    """All-steps products: dW_x = X^T dG, dW_h = H_prev^T dG, db, dX = dG W_x^T."""
+    """All-steps products: dW_x = X^T dG, dW_h = H_prev^T dG, db, dX = dG W_x^T.
+
+    With ``config.batch_in_place`` the products contract the (T, B) axes as they
+    lie: with B split over devices each device sums its own rows and one
+    all-reduce follows (reshaped to (T*B, ...), the partitioner gathers the
+    whole batch onto every device first); on one device it is also the faster
+    form from H = _IN_PLACE_HIDDEN. Otherwise the rows are reshaped to
+    (T*B, ...), a free reshape, and XLA:CPU's 2-D product reads the transposed
+    operand as it lies, where the 3-D contraction first copies X and H_prev
+    transposed, which small H does not repay.
+    """
     sd = dgates.dtype
-    dg = dgates.astype(config.compute)  # (T, B, 4H)
-    x = xs.astype(config.compute)
-    h = h_prev.astype(config.compute)
-    w_x = params.w_x.astype(config.compute)
+    dg, x, h = (a.astype(config.compute) for a in (dgates, xs, h_prev))
+    if not config.batch_in_place:
+        dg, x, h = (a.reshape(-1, a.shape[-1]) for a in (dg, x, h))
+    rows = tuple(range(dg.ndim - 1))  # (T*B,) or (T, B)
+    over_rows = ((rows, rows), ((), ()))
+    dw_x = lax.dot_general(x, dg, over_rows, preferred_element_type=sd)  # (I, 4H)
+    dw_h = lax.dot_general(h, dg, over_rows, preferred_element_type=sd)  # (H, 4H)
     db = dgates.sum(axis=(0, 1))
-    if config.batch_in_place:
-        # Contract (T, B) as they lie: with B split over devices, each device
-        # sums its own rows and one all-reduce follows (reshaped to (T*B, ...),
-        # the partitioner gathers the whole batch onto every device first).
-        # Also the faster form on one device from H = _IN_PLACE_HIDDEN.
-        dw_x = lax.dot_general(x, dg, _DN_STEPS, preferred_element_type=sd)  # (I, 4H)
-        dw_h = lax.dot_general(h, dg, _DN_STEPS, preferred_element_type=sd)  # (H, 4H)
-        dxs = lax.dot_general(dg, w_x, _DN_ROWS_NT, preferred_element_type=sd)  # (T, B, I)
-        return dw_x, dw_h, db, dxs
-    # One device, small H: (T*B, ...) rows are a free reshape, and XLA:CPU's
-    # 2-D product reads the transposed operand as it lies; the 3-D contraction
-    # above first copies X and H_prev transposed, which small H does not repay.
-    steps, batch, inputs = xs.shape
-    rows = steps * batch
-    dg, x, h = dg.reshape(rows, -1), x.reshape(rows, inputs), h.reshape(rows, -1)
-    dw_x = lax.dot_general(x, dg, _DN_TN, preferred_element_type=sd)  # (I, 4H)
-    dw_h = lax.dot_general(h, dg, _DN_TN, preferred_element_type=sd)  # (H, 4H)
-    dxs = lax.dot_general(dg, w_x, _DN_NT, preferred_element_type=sd)  # (T*B, I)
-    return dw_x, dw_h, db, dxs.reshape(steps, batch, inputs)
+    w_x = params.w_x.astype(config.compute)
+    dxs = lax.dot_general(dg, w_x, (((dg.ndim - 1,), (1,)), ((), ())), preferred_element_type=sd)
+    return dw_x, dw_h, db, dxs.reshape(xs.shape)  # dX: (T, B, I)
 
 
 # --------------------------------------------------------------------------- custom VJP

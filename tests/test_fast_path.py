@@ -19,6 +19,7 @@ from jlstm.layer import _scan_reference
 from jlstm.stack import init_stack_params, stack
 
 INPUT = 3
+IN_PLACE = "contracting_dims = [0, 1] x [0, 1]"  # the in-place weight gradients, as lowered
 
 
 @contextlib.contextmanager
@@ -290,7 +291,7 @@ def test_batch_in_place_form_equals_plain(key, monkeypatch, reverse, masking, re
 
     fast_fn = jax.jit(lambda *a: loss_and_grads(run, *a))
     text = fast_fn.lower(params, xs, state).as_text()
-    assert "contracting_dims = [0, 1] x [0, 1]" in text  # the in-place form is the one traced
+    assert IN_PLACE in text  # the in-place form is the one traced
     fast = fast_fn(params, xs, state)
     with plain_path():
         plain = jax.jit(lambda *a: loss_and_grads(run, *a))(params, xs, state)
@@ -312,10 +313,9 @@ def test_wide_hidden_takes_in_place_form_on_one_device(key, monkeypatch):
         run = lambda p, x, s: layer(p, x, initial_state=s)  # noqa: E731
         return jax.jit(lambda *a: loss_and_grads(run, *a))
 
-    in_place = "contracting_dims = [0, 1] x [0, 1]"
     wide = grads_fn()
-    assert in_place in wide.lower(params, xs, state).as_text()
+    assert IN_PLACE in wide.lower(params, xs, state).as_text()
     monkeypatch.setattr(_fused, "_IN_PLACE_HIDDEN", hidden + 1)  # read when traced
     reshaped = grads_fn()
-    assert in_place not in reshaped.lower(params, xs, state).as_text()
+    assert IN_PLACE not in reshaped.lower(params, xs, state).as_text()
     assert_close(wide(params, xs, state), reshaped(params, xs, state))
