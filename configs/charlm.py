@@ -55,9 +55,11 @@ hidden 256, 48000 steps: 2.121 (799 s at 61.4 steps/s); hidden 512, 18000
 steps: 2.064 (1001 s at 18.5 steps/s, over the 15 minutes). Runs of 2.56 M
 characters: this config 2.236 (206 s); chunks of 12, reset_every 667: 2.219
 but 230 s (fewer characters a second: each step has a fixed cost); the same at
-lr 2.8e-3: 2.233; hidden 256, 11400 steps in 195 s: 2.218; 2 layers of 256,
-5800 steps in 224 s: 2.232. Adam's b2 at 0.99 with the warmup followed by a
-linear decay to 0 (a trial, not a config option), 28000 steps: 2.090 (786 s).
+lr 2.8e-3: 2.233; 8 x 50 (gradients through twice the steps, the same
+characters a step), reset_every 160: 2.249 (229 s); hidden 256, 11400 steps
+in 195 s: 2.218; 2 layers of 256, 5800 steps in 224 s: 2.232. Adam's b2 at
+0.99 with the warmup followed by a linear decay to 0 (a trial, not a config
+option), full run of 28000 steps: 2.090 (786 s).
 
 Where the gap to 2.0 is: the 2.56 M-character model scores 2.056 bits per
 character on training text it has trained on, 2.100 on later scenes of the
