@@ -529,15 +529,32 @@ class CharLM(nnx.Module):
     ) -> tuple[Array, LSTMState]:
         tokens = _check_tokens(tokens, "tokens")
         k_lstm, k_out = _split(dropout_key)
-        xs = self.embed(tokens)  # (B, T, E)
-        hs, final = self.lstm(
-            xs, lengths=lengths, mask=mask, initial_state=initial_state, dropout_key=k_lstm
+        hs, final = self.hidden_states(
+            tokens, initial_state=initial_state, lengths=lengths, mask=mask, dropout_key=k_lstm
         )
         logits = self.head(_dropout(hs, self.output_dropout, k_out))  # (B, T, V)
         if lengths is not None or mask is not None:
             m = sequence_mask(tokens.shape, lengths=lengths, mask=mask)[..., None]
             logits = jnp.where(m, logits, jnp.zeros_like(logits))
         return logits, final
+
+    def hidden_states(
+        self,
+        tokens: Array,
+        *,
+        initial_state: LSTMState | None = None,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        dropout_key: Array | None = None,
+    ) -> tuple[Array, LSTMState]:
+        """The top layer's hidden states, which the head turns into logits, and the
+        final state: ``(hs (B, T, hidden_size), final_state)``. What a cache over
+        the hidden states (:mod:`jlstm.cache`) keys on."""
+        tokens = _check_tokens(tokens, "tokens")
+        xs = self.embed(tokens)  # (B, T, E)
+        return self.lstm(
+            xs, lengths=lengths, mask=mask, initial_state=initial_state, dropout_key=dropout_key
+        )
 
     def generate(
         self,

@@ -123,6 +123,9 @@ MODEL = {
         "embed_dim": POSITIVE,
         "num_layers": POSITIVE,
         "dropout": RATE,
+        "cache_size": NON_NEGATIVE,  # 0: no cache
+        "cache_theta": Field(float, low=0.0),
+        "cache_lambda": Field(float, low=0.0, high=1.0),
     },
 }
 
@@ -130,6 +133,7 @@ _BATCHES = {"name": Field(str), "batch_size": POSITIVE, "eval_batch_size": POSIT
 _TEXT = {
     **_BATCHES,
     "chunk_length": POSITIVE,  # truncated BPTT
+    "eval_chunk_length": POSITIVE,
     "reset_every": NON_NEGATIVE,  # chunks between staggered state resets (0: each pass)
     "val_fraction": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
     "max_chars": NON_NEGATIVE,

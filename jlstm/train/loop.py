@@ -165,7 +165,8 @@ def evaluate(eval_step, state, task: Task, mesh, *, batches=None) -> dict[str, f
     ``batches()``, e.g. ``task.test_batches``)."""
     carry = task.eval_carry
     if carry is not None:
-        carry = sharding.put_tree(carry, mesh, task.carry_spec)
+        spec = task.eval_carry_spec if task.eval_carry_spec is not None else task.carry_spec
+        carry = sharding.put_tree(carry, mesh, spec)
     lockstep = sharding.needs_lockstep(mesh)
     parts = []
     for batch in (batches or task.eval_batches)():

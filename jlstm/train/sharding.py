@@ -73,10 +73,25 @@ def put_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     return {k: _global_array(v, split if np.ndim(v) else whole) for k, v in batch.items()}
 
 
-def put_tree(tree, mesh: Mesh, spec: PartitionSpec | None):
-    """Place every leaf of ``tree`` on the mesh with one ``spec`` (None: replicated)."""
-    target = NamedSharding(mesh, spec if spec is not None else PartitionSpec())
-    return jax.tree.map(lambda x: _global_array(x, target), tree)
+def _is_spec(x) -> bool:
+    return x is None or isinstance(x, PartitionSpec)
+
+
+def put_tree(tree, mesh: Mesh, spec):
+    """Place every leaf of ``tree`` on the mesh.
+
+    ``spec`` is one ``PartitionSpec`` for every leaf (None: replicated), or a
+    pytree prefix of ``tree`` holding one for each subtree (a carry whose
+    parts split along different axes).
+    """
+
+    def place(s, subtree):
+        target = NamedSharding(mesh, s if s is not None else PartitionSpec())
+        return jax.tree.map(lambda x: _global_array(x, target), subtree)
+
+    if _is_spec(spec):
+        return place(spec, tree)
+    return jax.tree.map(place, spec, tree, is_leaf=_is_spec)
 
 
 def to_host(tree):

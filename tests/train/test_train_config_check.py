@@ -94,6 +94,22 @@ def test_model_fields_depend_on_the_task():
         check_config(config)
 
 
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("model.cache_lambda", 1.5, r"config\.model\.cache_lambda must be <= 1\.0; got 1\.5"),
+        ("model.cache_theta", -0.5, r"config\.model\.cache_theta must be >= 0\.0; got -0\.5"),
+        ("model.cache_size", -1, r"config\.model\.cache_size must be >= 0; got -1"),
+        ("data.eval_chunk_length", 0, r"config\.data\.eval_chunk_length must be >= 1; got 0"),
+    ],
+)
+def test_charlm_cache_and_evaluation_fields_are_checked(path, value, message):
+    config = load_config("charlm")
+    _edit(config, path, value)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
 def test_batch_must_split_over_devices():
     check_batch_size(8, make_mesh())
     with pytest.raises(ValueError, match=r"config\.data\.batch_size must be a multiple of .*\(4\)"):

@@ -36,6 +36,13 @@ def test_one_device_and_four_devices_agree(tmp_path, name):
     one_curve, four_curve = losses(tmp_path / "one"), losses(four)
     assert len(one_curve) == len(four_curve) == config.train.num_steps
     np.testing.assert_allclose(four_curve, one_curve, rtol=2e-5)
+    # ... the same evaluation (for charlm the LSTM state and the cache split over
+    # the devices) ...
+    one_final = json.loads((tmp_path / "one" / "summary.json").read_text())["final"]
+    four_final = json.loads((four / "summary.json").read_text())["final"]
+    assert four_final.keys() == one_final.keys()
+    for metric, value in one_final.items():
+        np.testing.assert_allclose(four_final[metric], value, rtol=1e-4, err_msg=metric)
     # ... and the same parameters at the end.
     one = Checkpointer(tmp_path / "one" / "checkpoints", max_to_keep=5).restore()
     other = Checkpointer(four / "checkpoints", max_to_keep=5).restore()

@@ -101,6 +101,50 @@ def test_charlm_rows_start_over_staggered_every_reset_every_chunks():
     assert not resets[1:].all(axis=1).any()
 
 
+def test_charlm_evaluation_mixes_the_cache_into_the_whole_stream():
+    """Chunked evaluation, the LSTM state and the cache carried between chunks,
+    equals the LSTM and the cache run over each stream in one piece."""
+    from flax import nnx
+
+    from jlstm import data
+    from jlstm.cache import cache_log_probs, init_cache
+    from jlstm.train.loop import evaluate
+    from jlstm.train.sharding import make_mesh
+    from jlstm.train.tasks.charlm import load_corpus
+
+    config, task, graphdef, state, _ = build("charlm")
+    c, m = config.data, config.model
+    assert 0 < m.cache_size < 3 * c.eval_chunk_length  # the ring wraps
+    metrics = evaluate(make_eval_step(graphdef, task.eval_fn), state, task, make_mesh())
+
+    text = load_corpus(c)
+    vocab = data.CharVocab.from_text(text)
+    _, val_ids = data.split_text(vocab.encode(text), c.val_fraction)
+    chunks = data.num_tbptt_chunks(len(val_ids), c.eval_batch_size, c.eval_chunk_length)
+    pieces = [
+        data.tbptt_batch(val_ids, c.eval_batch_size, c.eval_chunk_length, k) for k in range(chunks)
+    ]
+    xs, ys = (np.concatenate(p, axis=1) for p in zip(*pieces, strict=True))  # whole streams
+    model = nnx.merge(graphdef, state.params, state.model_state)
+    hs, _ = model.hidden_states(jnp.asarray(xs))
+    logits = model.head(hs)
+    cache = init_cache(m.cache_size, c.eval_batch_size, m.hidden_size)
+    log_probs, _ = cache_log_probs(
+        cache, hs, jnp.asarray(ys), logits, theta=m.cache_theta, lam=m.cache_lambda
+    )
+    picked = np.take_along_axis(np.asarray(log_probs), ys[..., None], -1)
+    lstm = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), ys[..., None], -1)
+    np.testing.assert_allclose(metrics["bits_per_char"], -picked.mean() / np.log(2), rtol=1e-5)
+    np.testing.assert_allclose(metrics["lstm_bits_per_char"], -lstm.mean() / np.log(2), rtol=1e-5)
+    assert metrics["bits_per_char"] != metrics["lstm_bits_per_char"]
+
+    config.model.cache_size = 0  # the LSTM alone: one metric, the same number
+    task = make_task(config, jax.random.key(0))
+    alone = evaluate(make_eval_step(graphdef, task.eval_fn), state, task, make_mesh())
+    assert list(alone) == ["bits_per_char"]
+    np.testing.assert_allclose(alone["bits_per_char"], metrics["lstm_bits_per_char"], rtol=1e-6)
+
+
 def test_non_finite_batch_skips_the_update_and_records_the_step():
     _, task, graphdef, state, tx = build("adding")
     train_step = make_train_step(graphdef, task.loss_fn, tx)

@@ -39,7 +39,9 @@ class Task:
       baselines: reference values of evaluation metrics (a trivial predictor).
       init_carry: the carry at a stream's start (truncated BPTT), else None;
         ``eval_carry`` likewise for evaluation.
-      carry_spec: how the carry splits over the device mesh.
+      carry_spec: how the carry splits over the device mesh (a ``PartitionSpec``
+        for every leaf); ``eval_carry_spec`` likewise for ``eval_carry``, or a
+        pytree prefix of it with one per part (None: ``carry_spec``).
       finish: ``metrics -> metrics`` adding derived final metrics (e.g. an RMSE
         in the data's own units).
       report: ``(model, workdir) -> dict`` run once after training on the
@@ -61,6 +63,7 @@ class Task:
     init_carry: Any = None
     eval_carry: Any = None
     carry_spec: PartitionSpec | None = None
+    eval_carry_spec: Any = None
     finish: Callable[[dict], dict] = lambda metrics: metrics
     report: Callable[[nnx.Module, Path], dict] | None = None
 

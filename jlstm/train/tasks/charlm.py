@@ -10,6 +10,14 @@ zeros, and with ``data.reset_every = R`` each row also starts over every R
 chunks, the rows staggered (:func:`jlstm.data.stream_resets` says why). The
 chunk and the resets are pure functions of the step, and the carried state is
 in the checkpoint, so a resumed run continues exactly.
+
+Evaluation reads the validation text as ``eval_batch_size`` streams in chunks
+of ``eval_chunk_length``, the state carried throughout (the chunk length
+changes the speed only). With ``model.cache_size > 0`` the model's prediction
+is mixed with a continuous cache over its last ``cache_size`` hidden states
+(:mod:`jlstm.cache`; nothing is trained): ``bits_per_char`` is then the
+mixture's and ``lstm_bits_per_char`` the LSTM's alone. Training and the
+generated sample use the LSTM alone.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec
 
 from jlstm import data, losses
+from jlstm.cache import CacheState, cache_log_probs, init_cache
 from jlstm.nn import CharLM
 from jlstm.train.errors import ConfigError
 from jlstm.train.sharding import DATA_AXIS
@@ -44,17 +53,18 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
     text = load_corpus(c)
     vocab = data.CharVocab.from_text(text)
     train_ids, val_ids = data.split_text(vocab.encode(text), c.val_fraction)
-    for part, ids, rows in (
-        ("training", train_ids, "batch_size"),
-        ("validation", val_ids, "eval_batch_size"),
+    for part, ids, rows, length in (
+        ("training", train_ids, "batch_size", "chunk_length"),
+        ("validation", val_ids, "eval_batch_size", "eval_chunk_length"),
     ):
-        if len(ids) <= c[rows] * c.chunk_length:
+        if len(ids) <= c[rows] * c[length]:
             raise ConfigError(
-                f"config.data.{rows} * config.data.chunk_length ({c[rows]} * {c.chunk_length}) "
+                f"config.data.{rows} * config.data.{length} ({c[rows]} * {c[length]}) "
                 f"must be < the {len(ids):,} {part} characters"
             )
     train_chunks = data.num_tbptt_chunks(len(train_ids), c.batch_size, c.chunk_length)
-    val_chunks = data.num_tbptt_chunks(len(val_ids), c.eval_batch_size, c.chunk_length)
+    val_chunks = data.num_tbptt_chunks(len(val_ids), c.eval_batch_size, c.eval_chunk_length)
+    m = config.model
     model = CharLM(
         vocab.size,
         config.model.hidden_size,
@@ -72,7 +82,7 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
 
     def eval_batches():
         for k in range(val_chunks):
-            xs, ys = data.tbptt_batch(val_ids, c.eval_batch_size, c.chunk_length, k)
+            xs, ys = data.tbptt_batch(val_ids, c.eval_batch_size, c.eval_chunk_length, k)
             yield {"xs": xs, "y": ys, "weight": np.ones(c.eval_batch_size, bool)}
 
     def loss_fn(model, batch, carry, dropout_key):
@@ -87,9 +97,22 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         return loss, ({"bits_per_char": loss / math.log(2.0)}, final)
 
     def eval_fn(model, batch, carry):
-        logits, final = model(batch["xs"], initial_state=carry)
-        bpc = losses.bits_per_char(logits, batch["y"])
-        return {"bits_per_char": (bpc, batch["y"].size)}, final
+        ys, count = batch["y"], batch["y"].size
+        if not m.cache_size:
+            logits, final = model(batch["xs"], initial_state=carry)
+            return {"bits_per_char": (losses.bits_per_char(logits, ys), count)}, final
+        state, cache = carry
+        hs, final = model.hidden_states(batch["xs"], initial_state=state)
+        logits = model.head(hs)
+        log_probs, cache = cache_log_probs(
+            cache, hs, ys, logits, theta=m.cache_theta, lam=m.cache_lambda
+        )
+        nll = -jnp.mean(jnp.take_along_axis(log_probs, ys[..., None], axis=-1))
+        metrics = {
+            "bits_per_char": (nll / math.log(2.0), count),
+            "lstm_bits_per_char": (losses.bits_per_char(logits, ys), count),
+        }
+        return metrics, (final, cache)
 
     def report(model, workdir):
         """Generate ``config.train.sample_chars`` characters after the validation text's
@@ -110,6 +133,19 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         )
         return {"files": {"sample": str(path)}, "sample": text}
 
+    carry_spec = PartitionSpec(None, DATA_AXIS)  # (layers, batch, hidden)
+    eval_carry = model.initial_state(c.eval_batch_size)
+    cache_spec = None
+    if m.cache_size:
+        eval_carry = (eval_carry, init_cache(m.cache_size, c.eval_batch_size, m.hidden_size))
+        split = PartitionSpec(DATA_AXIS)  # (batch, size, ...)
+        cache_spec = CacheState(keys=split, targets=split, pos=split, step=PartitionSpec())
+    cached = (
+        f"; evaluated with a cache of {m.cache_size} steps (theta {m.cache_theta}, "
+        f"lambda {m.cache_lambda})"
+        if m.cache_size
+        else ""
+    )
     return Task(
         model=model,
         train_batch=train_batch,
@@ -120,11 +156,12 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         description=(
             f"{c.name}: {len(train_ids):,} train / {len(val_ids):,} validation characters, "
             f"{vocab.size} symbols; {c.batch_size} streams, chunks of {c.chunk_length} "
-            f"({train_chunks} chunks a pass)"
+            f"({train_chunks} chunks a pass){cached}"
         ),
         baselines={"bits_per_char": math.log2(vocab.size)},  # uniform guessing
         init_carry=model.initial_state(c.batch_size),
-        eval_carry=model.initial_state(c.eval_batch_size),
-        carry_spec=PartitionSpec(None, DATA_AXIS),  # (layers, batch, hidden)
+        eval_carry=eval_carry,
+        carry_spec=carry_spec,
+        eval_carry_spec=(carry_spec, cache_spec) if m.cache_size else None,
         report=report,
     )
