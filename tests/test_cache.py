@@ -100,7 +100,8 @@ def test_a_repeated_context_predicts_what_followed_it():
     hs = np.eye(4, dtype=np.float32)[[0, 1, 2, 0]][None]  # step 3 repeats step 0
     targets = np.array([[3, 1, 2, 0]], np.int32)
     logits = np.zeros((1, 4, 5), np.float32)
-    log_probs, _ = cache_log_probs(init_cache(8, 1, 4), hs, targets, logits, theta=50.0, lam=1.0)
+    step = jax.jit(lambda c: cache_log_probs(c, hs, targets, logits, theta=50.0, lam=1.0))
+    log_probs, _ = step(init_cache(8, 1, 4))
     np.testing.assert_allclose(np.exp(log_probs[0, 3]), np.eye(5)[3], atol=1e-6)
 
 
@@ -129,7 +130,11 @@ def test_works_under_vmap_and_grad(key):
     def f(h, lg):
         return cache_log_probs(cache, h, targets, lg, theta=0.5, lam=0.2)[0]
 
-    stacked = jax.vmap(f)(jnp.stack([hs, 2 * hs]), jnp.stack([logits, logits]))
-    np.testing.assert_allclose(stacked[1], f(2 * hs, logits), rtol=1e-6)
-    g = jax.grad(lambda h: jnp.take_along_axis(f(h, logits), targets[..., None], -1).sum())(hs)
+    stacked = jax.jit(jax.vmap(f))(jnp.stack([hs, 2 * hs]), jnp.stack([logits, logits]))
+    np.testing.assert_allclose(stacked[1], jax.jit(f)(2 * hs, logits), rtol=1e-6)
+
+    def loss(h):
+        return jnp.take_along_axis(f(h, logits), targets[..., None], -1).sum()
+
+    g = jax.jit(jax.grad(loss))(hs)
     assert np.isfinite(np.asarray(g)).all() and np.abs(np.asarray(g)).max() > 0

@@ -67,11 +67,11 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
     m = config.model
     model = CharLM(
         vocab.size,
-        config.model.hidden_size,
-        embed_dim=config.model.embed_dim,
-        forget_bias=config.model.forget_bias,
-        num_layers=config.model.num_layers,
-        dropout=config.model.dropout,
+        m.hidden_size,
+        embed_dim=m.embed_dim,
+        forget_bias=m.forget_bias,
+        num_layers=m.num_layers,
+        dropout=m.dropout,
         rngs=rngs,
     )
 
