@@ -107,9 +107,8 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         log_probs, cache = cache_log_probs(
             cache, hs, ys, logits, theta=m.cache_theta, lam=m.cache_lambda
         )
-        nll = -jnp.mean(jnp.take_along_axis(log_probs, ys[..., None], axis=-1))
-        metrics = {
-            "bits_per_char": (nll / math.log(2.0), count),
+        metrics = {  # log_probs are normalised, so they serve as logits
+            "bits_per_char": (losses.bits_per_char(log_probs, ys), count),
             "lstm_bits_per_char": (losses.bits_per_char(logits, ys), count),
         }
         return metrics, (final, cache)
@@ -134,18 +133,16 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         return {"files": {"sample": str(path)}, "sample": text}
 
     carry_spec = PartitionSpec(None, DATA_AXIS)  # (layers, batch, hidden)
-    eval_carry = model.initial_state(c.eval_batch_size)
-    cache_spec = None
+    eval_carry, eval_carry_spec, cached = model.initial_state(c.eval_batch_size), None, ""
     if m.cache_size:
         eval_carry = (eval_carry, init_cache(m.cache_size, c.eval_batch_size, m.hidden_size))
         split = PartitionSpec(DATA_AXIS)  # (batch, size, ...)
         cache_spec = CacheState(keys=split, targets=split, pos=split, step=PartitionSpec())
-    cached = (
-        f"; evaluated with a cache of {m.cache_size} steps (theta {m.cache_theta}, "
-        f"lambda {m.cache_lambda})"
-        if m.cache_size
-        else ""
-    )
+        eval_carry_spec = (carry_spec, cache_spec)
+        cached = (
+            f"; evaluated with a cache of {m.cache_size} steps (theta {m.cache_theta}, "
+            f"lambda {m.cache_lambda})"
+        )
     return Task(
         model=model,
         train_batch=train_batch,
@@ -162,6 +159,6 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         init_carry=model.initial_state(c.batch_size),
         eval_carry=eval_carry,
         carry_spec=carry_spec,
-        eval_carry_spec=(carry_spec, cache_spec) if m.cache_size else None,
+        eval_carry_spec=eval_carry_spec,
         report=report,
     )
