@@ -14,11 +14,14 @@ Each row adds one lever to the one above, on the same shapes and protocol as
    and tanh as XLA gives them; two products per step.
 3. ``+ one tanh``: sigmoid(a) = (1 + tanh(a/2)) / 2 with the sigmoid columns of
    the weights pre-halved, so one tanh covers all four gates.
-4. ``jlstm``: the shipped fast path: on top of 3, [x, h] @ [W_x; W_h] as one
-   product per step, and the saved gates as four (T, B, H) arrays instead of
-   one (T, B, 4H) array (reading gates out of one wide per-step slice fused
-   badly on XLA:CPU).
-5. ``jlstm, remat=True``: 4 with checkpoints every ~sqrt(T) steps (memory,
+4. ``scan``: the fast path's ``lax.scan`` loops (``JLSTM_CPU_KERNEL=0``): on
+   top of 3, [x, h] @ [W_x; W_h] as one product per step, and the saved gates
+   as four (T, B, H) arrays instead of one (T, B, 4H) array (reading gates out
+   of one wide per-step slice fused badly on XLA:CPU).
+5. ``jlstm``: the shipped fast path: 4 with both loops, forward and reverse,
+   run by the CPU kernels of ``jlstm/csrc/lstm_cpu.cc`` (one custom call each;
+   the step's product split over two threads, the gates fused with it).
+6. ``jlstm, remat=True``: 5 with checkpoints every ~sqrt(T) steps (memory,
    not speed; see RESULTS.md).
 
 Rows 2 and 3 are compact re-implementations kept here only for this
@@ -141,6 +144,8 @@ def lever_built(kind, batch, steps, inputs, hidden) -> peers.Built:
         return peers.jlstm_layer(batch, steps, inputs, hidden, fast=False)
     if kind == "jlstm":
         return peers.jlstm_layer(batch, steps, inputs, hidden)
+    if kind == "scan":
+        return peers.jlstm_layer(batch, steps, inputs, hidden, kernel=False)
     if kind == "remat":
         return peers.jlstm_layer(batch, steps, inputs, hidden, remat=True)
     from jlstm.cell import init_params
@@ -158,8 +163,9 @@ ROWS = {
     "plain": "1. plain path (autodiff of lax.scan)",
     "sigmoid": "2. + custom VJP (cuDNN-style backward, saved gates)",
     "one_tanh": "3. + one tanh for all gates",
-    "jlstm": "4. jlstm: + one product on [x, h], gates saved per gate",
-    "remat": "5. jlstm, remat=True",
+    "scan": "4. + one product on [x, h], gates saved per gate (lax.scan loops)",
+    "jlstm": "5. jlstm: + the CPU kernels for both loops",
+    "remat": "6. jlstm, remat=True",
 }
 
 

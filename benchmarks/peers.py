@@ -16,6 +16,7 @@ functions of ``(params, xs)``; PyTorch runs ``torch.nn.LSTM`` with 2 threads
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +62,11 @@ def _inputs(batch, steps, inputs, seed=1):
 # --------------------------------------------------------------------------- one layer
 
 
-def jlstm_layer(batch, steps, inputs, hidden, *, dtype=None, fast=True, remat=False) -> Built:
+def jlstm_layer(
+    batch, steps, inputs, hidden, *, dtype=None, fast=True, remat=False, kernel=True
+) -> Built:
+    """jlstm's layer; ``fast=False``: the plain path; ``kernel=False``: the fast path's
+    lax.scan loops instead of the CPU kernels."""
     from jlstm import _fused
     from jlstm.cell import init_params
     from jlstm.layer import layer
@@ -71,11 +76,18 @@ def jlstm_layer(batch, steps, inputs, hidden, *, dtype=None, fast=True, remat=Fa
     def apply(p, x):
         return layer(p, x, dtype=dtype, remat=remat)[0]
 
-    _fused.ENABLED = fast  # read at trace time, so set it around the first calls
+    # Both switches are read at trace time, so set them around the first calls.
+    _fused.ENABLED = fast
+    switch = os.environ.get("JLSTM_CPU_KERNEL")
+    os.environ["JLSTM_CPU_KERNEL"] = "1" if kernel else "0"
     try:
         return _jax_built(apply, params, _inputs(batch, steps, inputs))
     finally:
         _fused.ENABLED = True
+        if switch is None:
+            del os.environ["JLSTM_CPU_KERNEL"]
+        else:
+            os.environ["JLSTM_CPU_KERNEL"] = switch
 
 
 def torch_lstm(batch, steps, inputs, hidden) -> Built:

@@ -26,6 +26,13 @@ AVX-512 CPU; see ``benchmarks/RESULTS.md``):
 * **The mask costs nothing without one.** Without ``lengths``/``mask`` the
   step has no ``where``; with one, padded steps hold the state and their
   gate gradients are zero.
+* **Both loops in a CPU kernel.** On the CPU backend, with float32 compute
+  and one device, the forward and the reverse loop each run as one XLA FFI
+  custom call (:mod:`jlstm._cpu_kernel`, ``jlstm/csrc/lstm_cpu.cc``) instead
+  of a ``lax.scan``: the same arithmetic, with the step's product split over
+  two threads (XLA:CPU runs it on one) and the gate arithmetic done on the
+  product's registers. Other platforms, and machines where the kernel cannot
+  be built, run the scans below; the large all-steps products stay with XLA.
 * ``remat=True`` keeps only the state at every ``k``-th step (k about sqrt(T))
   and recomputes one segment at a time in the backward pass, so memory for
   long sequences stays O(T / k + k) steps instead of O(T).
@@ -49,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jlstm import _cpu_kernel
 from jlstm.cell import LSTMParams, LSTMState
 
 Array = jax.Array
@@ -107,6 +115,7 @@ def fused_scan(
         unroll=int(unroll),
         segment=_segment_length(steps) if remat else 0,
         batch_in_place=jax.device_count() > 1 or state.h.shape[-1] >= _IN_PLACE_HIDDEN,
+        kernel=_kernel_applies(compute, state.c.dtype),
     )
     hs, h, c = _run(params, xs.astype(state.c.dtype), state.h, state.c, mask, config)
     return hs, LSTMState(h, c)
@@ -127,6 +136,19 @@ class _Config(NamedTuple):
     unroll: int
     segment: int  # 0: save every step; k > 0: checkpoint the state every k steps (remat)
     batch_in_place: bool = False  # weight gradients contract (T, B) unreshaped (see _weight_grads)
+    kernel: bool = False  # the forward runs jlstm._cpu_kernel on the CPU backend
+
+
+def _kernel_applies(compute, state_dtype) -> bool:
+    """Whether the forward calls the CPU kernel: float32 throughout, one device.
+
+    With several devices the batch is sharded, and XLA cannot split a custom
+    call by rows: the ``lax.scan`` forward keeps each device on its own rows.
+    """
+    f32 = np.dtype(jnp.float32)
+    if compute != f32 or np.dtype(state_dtype) != f32 or jax.device_count() > 1:
+        return False
+    return _cpu_kernel.usable()
 
 
 def _segment_length(steps: int) -> int:
@@ -155,15 +177,26 @@ def _scaled_weights(params: LSTMParams, config: _Config, sd):
 
 
 def _forward(params, xs, h0, c0, mask, config: _Config, *, save: bool):
-    """The forward scan. Returns (hs, h_T, c_T, saved), ``saved`` six (T, B, H) arrays if ``save``.
+    """The forward. Returns (hs, h_T, c_T, saved), ``saved`` six (T, B, H) arrays if ``save``.
 
     ``saved`` holds, per step, the activated gates in their tanh form (t_i,
     t_f, t_g, t_o, with sigmoid = (1 + t) / 2) and the state after the step
-    (c, h; held where masked).
+    (c, h; held where masked). With ``config.kernel`` the CPU backend runs
+    :mod:`jlstm._cpu_kernel`, other platforms the scan.
     """
+    w, b = _scaled_weights(params, config, c0.dtype)
+    scan = functools.partial(_forward_scan, config=config, save=save)
+    if not config.kernel:
+        return scan(params, xs, h0, c0, mask, w, b)
+    return _cpu_kernel.forward(
+        params, xs, h0, c0, mask, w, b, reverse=config.reverse, save=save, scan=scan
+    )
+
+
+def _forward_scan(params, xs, h0, c0, mask, w, b, *, config: _Config, save: bool):
+    """:func:`_forward` as a ``lax.scan``; ``w``, ``b`` from :func:`_scaled_weights`."""
     sd = c0.dtype
     hidden = h0.shape[-1]
-    w, b = _scaled_weights(params, config, sd)
 
     # Without residuals and with a wide input (I >= _SPLIT_INPUT), two products
     # x @ w_x + h @ w_h and per-gate sigmoids measured faster (S2: ~10%) than one
@@ -217,8 +250,19 @@ def _backward_scan(params, saved, dys, dh, dc, c_before, mask, config: _Config):
     ``saved`` is what the forward kept (six (T, B, H) arrays); ``c_before``
     the cell state before the stretch's first step (in scan order). Returns
     dG (T, B, 4H), the gradients of the (unscaled) gate pre-activations, and
-    (dh, dc) before the stretch.
+    (dh, dc) before the stretch. With ``config.kernel`` the CPU backend runs
+    :mod:`jlstm._cpu_kernel`, other platforms the scan.
     """
+    scan = functools.partial(_backward_loop, config=config)
+    if not config.kernel:
+        return scan(params, saved, dys, dh, dc, c_before, mask)
+    return _cpu_kernel.backward(
+        params, saved, dys, dh, dc, c_before, mask, reverse=config.reverse, scan=scan
+    )
+
+
+def _backward_loop(params, saved, dys, dh, dc, c_before, mask, *, config: _Config):
+    """:func:`_backward_scan` as a reverse ``lax.scan``."""
     steps = saved[_C].shape[0]
     sd = dh.dtype
     w_hT = params.w_h.T.astype(config.compute)  # (4H, H), materialised once

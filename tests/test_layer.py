@@ -239,11 +239,19 @@ def test_traced_once_per_shape(params):
     assert len(traces) == 1
 
 
-def test_long_sequence_compiles_to_a_loop(params):
-    lowered = jax.jit(lambda p, x: layer(p, x)[0]).lower(params, jnp.zeros((1, 20000, INPUT)))
-    text = lowered.as_text()
+def test_long_sequence_compiles_to_a_loop(params, monkeypatch):
+    def lowered_text():
+        run = jax.jit(lambda p, x: layer(p, x)[0])
+        return run.lower(params, jnp.zeros((1, 20000, INPUT))).as_text()
+
+    monkeypatch.setenv("JLSTM_CPU_KERNEL", "0")  # the lax.scan forward
+    text = lowered_text()
     assert "while" in text
     assert len(text) < 200_000  # no unrolled copy of the step per time step
+    monkeypatch.setenv("JLSTM_CPU_KERNEL", "1")  # one custom call where the CPU kernel builds
+    text = lowered_text()
+    assert "while" in text or "jlstm_lstm_forward" in text
+    assert len(text) < 200_000
 
 
 class TestBadInput:

@@ -1,0 +1,220 @@
+"""The CPU kernel of the forward recurrence (``jlstm/csrc/lstm_cpu.cc``), through the XLA FFI.
+
+:mod:`jlstm._fused` calls :func:`forward` where :func:`usable` says so; the
+kernel computes exactly what ``_fused._forward`` does, in one custom call per
+layer instead of a ``lax.scan``, with the step's product split over two
+threads (XLA:CPU runs it on one). It runs on the CPU backend only; on other
+platforms, and wherever it cannot be built, the ``lax.scan`` forward runs.
+
+The kernel is compiled from source on first use, with the system's C++
+compiler (``$CXX``, else ``c++``) and ``-march=native``, into a cache folder
+(``$JLSTM_CACHE_DIR``, else ``$XDG_CACHE_HOME/jlstm`` or ``~/.cache/jlstm``);
+the file name carries a hash of the source, the compiler command, jaxlib's
+version and this CPU's feature flags, so a shared home folder never hands one
+machine's build to another. Without a compiler, or if the build fails, jlstm
+warns once and keeps the ``lax.scan`` forward. ``JLSTM_CPU_KERNEL=0`` switches
+the kernel off (read when a layer is traced).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+SOURCE = Path(__file__).parent / "csrc" / "lstm_cpu.cc"
+# FFI target -> the library's symbol.
+_TARGETS = {
+    "jlstm_lstm_forward": "JlstmLstmForward",
+    "jlstm_lstm_forward_saving": "JlstmLstmForwardSaving",
+    "jlstm_lstm_backward": "JlstmLstmBackward",
+}
+
+
+def enabled() -> bool:
+    """The ``JLSTM_CPU_KERNEL`` switch: anything but 0/false/off keeps the kernel on."""
+    return os.environ.get("JLSTM_CPU_KERNEL", "1").strip().lower() not in ("0", "false", "off")
+
+
+def usable() -> bool:
+    """Whether a traced layer should call the kernel: switched on, and built and registered."""
+    return enabled() and _registered()
+
+
+def forward(params, xs, h0, c0, mask, w, b, *, reverse: bool, save: bool, scan):
+    """The forward recurrence: the kernel on the CPU backend, ``scan(*args)`` elsewhere.
+
+    ``scan`` is ``_fused._forward_scan`` with the same arguments and results;
+    ``w`` (I + H, 4H) and ``b`` (4H,) come with the i, f and o columns halved
+    (``_fused._scaled_weights``). Returns ``(hs, h_T, c_T, saved)``, ``saved``
+    six (T, B, H) arrays or None.
+
+    Shapes:
+      xs: (T, B, I), mask: (T, B) | None, h0, c0: (B, H) -> hs: (T, B, H)
+    """
+    steps, batch, _ = xs.shape
+    hidden = h0.shape[-1]
+    seq = jax.ShapeDtypeStruct((steps, batch, hidden), jnp.float32)
+    state = jax.ShapeDtypeStruct((batch, hidden), jnp.float32)
+
+    def kernel(params, xs, h0, c0, mask, w, b):
+        operands = (xs, w, b, h0, c0, _mask_operand(mask))
+        if not save:
+            call = jax.ffi.ffi_call(
+                "jlstm_lstm_forward", [seq, state, state], vmap_method="sequential"
+            )
+            hs, h, c = call(*operands, reverse=reverse)
+            return hs, h, c, None
+        call = jax.ffi.ffi_call(
+            "jlstm_lstm_forward_saving", [state, state] + [seq] * 6, vmap_method="sequential"
+        )
+        h, c, *saved = call(*operands, reverse=reverse)
+        hs = saved[-1]  # the state after each step; the output is zero where masked
+        if mask is not None:
+            hs = jnp.where(mask[:, :, None], hs, jnp.zeros_like(hs))
+        return hs, h, c, tuple(saved)
+
+    return _kernel_or_scan(kernel, scan, params, xs, h0, c0, mask, w, b)
+
+
+def backward(params, saved, dys, dh, dc, c_before, mask, *, reverse: bool, scan):
+    """The reverse recurrence: the kernel on the CPU backend, ``scan(*args)`` elsewhere.
+
+    ``scan`` is ``_fused._backward_loop`` with the same arguments and results;
+    ``saved`` the forward's six arrays, ``reverse`` the forward's direction.
+    Returns ``(dG, dh, dc)``: the gradients of the gate pre-activations
+    (T, B, 4H) and of the state before the first step.
+    """
+    steps, batch, hidden = dys.shape
+    shapes = [
+        jax.ShapeDtypeStruct((steps, batch, 4 * hidden), jnp.float32),
+        jax.ShapeDtypeStruct((batch, hidden), jnp.float32),
+        jax.ShapeDtypeStruct((batch, hidden), jnp.float32),
+    ]
+    call = jax.ffi.ffi_call("jlstm_lstm_backward", shapes, vmap_method="sequential")
+
+    def kernel(params, saved, dys, dh, dc, c_before, mask):
+        w_h = params.w_h.astype(jnp.float32)
+        gates_and_c = saved[:5]  # t_i, t_f, t_g, t_o, c
+        operands = (w_h, dys, *gates_and_c, c_before, dh, dc, _mask_operand(mask))
+        return tuple(call(*operands, reverse=reverse))
+
+    return _kernel_or_scan(kernel, scan, params, saved, dys, dh, dc, c_before, mask)
+
+
+def _kernel_or_scan(kernel, scan, *args):
+    """``kernel(*args)`` on the CPU backend, ``scan(*args)`` on any other platform.
+
+    The kernel is a custom call, which JAX cannot differentiate; its
+    derivatives are the scan's, so reverse over reverse (the layer's custom VJP
+    differentiated again) still works.
+    """
+    if not _registered():
+        return scan(*args)
+
+    @jax.custom_jvp
+    def run(*args):
+        return kernel(*args)
+
+    @run.defjvp
+    def run_jvp(primals, tangents):
+        return jax.jvp(scan, primals, tangents)
+
+    return lax.platform_dependent(*args, cpu=run, default=scan)
+
+
+def _mask_operand(mask):
+    """The kernels' mask operand: (T, B) bool, or (0, 0) for none."""
+    return jnp.zeros((0, 0), bool) if mask is None else mask
+
+
+@functools.cache
+def _registered() -> bool:
+    """Build (or find) the library and register its targets; False, with a warning, if not."""
+    try:
+        library = ctypes.cdll.LoadLibrary(str(_build()))
+        for target, symbol in _TARGETS.items():
+            capsule = jax.ffi.pycapsule(getattr(library, symbol))
+            jax.ffi.register_ffi_target(target, capsule, platform="cpu")
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        warnings.warn(
+            f"jlstm: the CPU kernel could not be built ({e}); the layer's forward runs as a "
+            "lax.scan instead (slower on CPU, same results). Set JLSTM_CPU_KERNEL=0 to silence.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+def _compile_command(output: Path) -> list[str]:
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler ({compiler!r} not found; set CXX)")
+    return [
+        compiler,
+        *("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w"),
+        f"-I{jax.ffi.include_dir()}",
+        str(SOURCE),
+        "-o",
+        str(output),
+    ]
+
+
+def _cache_dir() -> Path:
+    if "JLSTM_CACHE_DIR" in os.environ:
+        return Path(os.environ["JLSTM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jlstm"
+
+
+def _cpu_identity() -> str:
+    """This CPU's model and feature flags (what ``-march=native`` compiles for)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    wanted = ("model name", "flags", "Features", "CPU part")
+    lines = [line for line in text.splitlines() if line.split(":")[0].strip() in wanted]
+    return "\n".join(sorted(set(lines)))
+
+
+def _build() -> Path:
+    """The compiled library, built into the cache folder unless already there."""
+    import jaxlib
+
+    command = _compile_command(Path("OUT"))
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(command).encode(), jaxlib.__version__.encode()):
+        digest.update(part)
+    digest.update(_cpu_identity().encode())
+    folder = _cache_dir()
+    library = folder / f"lstm_cpu-{digest.hexdigest()[:16]}.so"
+    if library.exists():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    # Build beside the target, then rename: concurrent builders never see half a file.
+    fd, partial = tempfile.mkstemp(dir=folder, prefix=".build-", suffix=".so")
+    os.close(fd)
+    try:
+        done = subprocess.run(
+            _compile_command(Path(partial)), capture_output=True, text=True, timeout=300
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"the compiler failed: {done.stderr.strip()[-2000:]}")
+        os.replace(partial, library)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return library
