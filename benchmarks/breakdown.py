@@ -8,9 +8,13 @@ Per shape (float32, one layer, as in ``bench.py``), interleaved, medians:
 * ``fwd``: the forward that saves nothing (what inference runs);
 * ``fwd, saving``: the forward of the custom VJP, which also writes the gates
   and state of every step;
-* ``reverse scan``: the backward's loop, one (B, 4H) x (4H, H) product a step;
-* ``weight grads``: dW_x, dW_h, db and dX as products over all T * B rows;
+* ``reverse loop``: the backward's loop, one (B, 4H) x (4H, H) product a step;
 * ``fwd+bwd``: the whole gradient, as ``bench.py`` times it;
+
+each of these four twice where the CPU kernels build: with the loops in the
+kernels (as shipped) and as ``lax.scan`` (``JLSTM_CPU_KERNEL=0``); then
+
+* ``weight grads``: dW_x, dW_h, db and dX as products over all T * B rows;
 * ``in-loop product``: a scan that does nothing but the step's
   [x, h] x [W_x; W_h] product, and ``all-steps product``: the same
   FLOPs as one (T * B, I + H) x (I + H, 4H) product. Their ratio is what the
@@ -35,7 +39,7 @@ import numpy as np  # noqa: E402
 from levers import SHAPES  # noqa: E402
 from timing import measure  # noqa: E402
 
-from jlstm import _fused  # noqa: E402
+from jlstm import _cpu_kernel, _fused  # noqa: E402
 from jlstm.cell import LSTMParams  # noqa: E402
 
 ONE_SHOT = ("weight grads", "all-steps product")  # no loop: no time per step
@@ -51,23 +55,45 @@ def pieces(batch: int, steps: int, inputs: int, hidden: int):
     )
     xs = jax.random.normal(keys[2], (steps, batch, inputs))
     zeros = jnp.zeros((batch, hidden))
-    config = _fused._Config(reverse=False, compute=np.dtype("float32"), unroll=1, segment=0)
-
-    def forward(p, x, save):
-        return _fused._forward(p, x, zeros, zeros, None, config, save=save)
-
-    fwd = jax.jit(lambda p, x: forward(p, x, False)[0])
-    fwd_save = jax.jit(lambda p, x: forward(p, x, True)[3])
-    saved = fwd_save(params, xs)
     dys = jnp.ones((steps, batch, hidden))
-    reverse = jax.jit(
-        lambda p, s, d: _fused._backward_scan(p, s, d, zeros, zeros, zeros, None, config)[0]
-    )
+    rows = steps * batch
+    gate = 2.0 * rows * (inputs + hidden) * 4 * hidden  # the forward's products
+    recur = 2.0 * rows * 4 * hidden * hidden  # dG W_h^T in the reverse loop
+    grads = 2.0 * rows * 4 * hidden * (2 * inputs + hidden)  # dW_x, dW_h, dX
+    ready = jax.block_until_ready
+    timed = {}
+    for kernel in (True, False) if _cpu_kernel.usable() else (False,):
+        config = _fused._Config(
+            reverse=False, compute=np.dtype("float32"), unroll=1, segment=0, kernel=kernel
+        )
+        loops = "CPU kernel" if kernel else "lax.scan"
+
+        def forward(p, x, save, config=config):
+            return _fused._forward(p, x, zeros, zeros, None, config, save=save)
+
+        fwd = jax.jit(lambda p, x, forward=forward: forward(p, x, False)[0])
+        fwd_save = jax.jit(lambda p, x, forward=forward: forward(p, x, True)[3])
+        saved = fwd_save(params, xs)
+        reverse = jax.jit(
+            lambda p, s, d, config=config: _fused._backward_scan(
+                p, s, d, zeros, zeros, zeros, None, config
+            )[0]
+        )
+        run = _fused._layer_fn(config)
+        grad = jax.jit(
+            jax.grad(lambda p, x, run=run: run(p, x, zeros, zeros, None)[0].sum(), argnums=(0, 1))
+        )
+        # Default arguments bind this iteration's functions and arrays.
+        timed[f"fwd ({loops})"] = (lambda f=fwd: ready(f(params, xs)), gate)
+        timed[f"fwd, saving ({loops})"] = (lambda f=fwd_save: ready(f(params, xs)), gate)
+        timed[f"reverse loop ({loops})"] = (
+            lambda f=reverse, s=saved: ready(f(params, s, dys)),
+            recur,
+        )
+        timed[f"fwd+bwd ({loops})"] = (lambda f=grad: ready(f(params, xs)), gate + recur + grads)
     dgates = reverse(params, saved, dys)
     h_prev = _fused._shift_in(zeros, saved[_fused._H], False)
     weight_grads = jax.jit(lambda x, h, g, p: _fused._weight_grads(x, h, g, p, config))
-    run = _fused._layer_fn(config)
-    grad = jax.jit(jax.grad(lambda p, x: run(p, x, zeros, zeros, None)[0].sum(), argnums=(0, 1)))
     w = jnp.concatenate([params.w_x, params.w_h])
 
     @jax.jit
@@ -80,17 +106,9 @@ def pieces(batch: int, steps: int, inputs: int, hidden: int):
     all_steps = jax.jit(jnp.matmul)  # (T * B, I + H) x (I + H, 4H)
     z = jax.random.normal(keys[3], (steps * batch, inputs + hidden))
 
-    rows = steps * batch
-    gate = 2.0 * rows * (inputs + hidden) * 4 * hidden  # the forward's products
-    recur = 2.0 * rows * 4 * hidden * hidden  # dG W_h^T in the reverse scan
-    grads = 2.0 * rows * 4 * hidden * (2 * inputs + hidden)  # dW_x, dW_h, dX
-    ready = jax.block_until_ready
     return {
-        "fwd": (lambda: ready(fwd(params, xs)), gate),
-        "fwd, saving": (lambda: ready(fwd_save(params, xs)), gate),
-        "reverse scan": (lambda: ready(reverse(params, saved, dys)), recur),
+        **timed,
         "weight grads": (lambda: ready(weight_grads(xs, h_prev, dgates, params)), grads),
-        "fwd+bwd": (lambda: ready(grad(params, xs)), gate + recur + grads),
         "in-loop product": (lambda: ready(in_loop(w, xs)), gate),
         "all-steps product": (lambda: ready(all_steps(z, w)), gate),
     }

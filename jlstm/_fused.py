@@ -107,15 +107,16 @@ def fused_scan(
     Shapes:
       xs: (T, B, I), mask: (T, B) | None, state: (B, H) -> hs: (T, B, H)
     """
-    steps = xs.shape[0]
+    steps, batch, inputs = xs.shape
+    hidden = state.h.shape[-1]
     compute = np.dtype(params.w_h.dtype if dtype is None else dtype)
     config = _Config(
         reverse=bool(reverse),
         compute=compute,
         unroll=int(unroll),
         segment=_segment_length(steps) if remat else 0,
-        batch_in_place=jax.device_count() > 1 or state.h.shape[-1] >= _IN_PLACE_HIDDEN,
-        kernel=_kernel_applies(compute, state.c.dtype),
+        batch_in_place=jax.device_count() > 1 or hidden >= _IN_PLACE_HIDDEN,
+        kernel=_kernel_applies(compute, state.c.dtype, batch, inputs, hidden),
     )
     hs, h, c = _run(params, xs.astype(state.c.dtype), state.h, state.c, mask, config)
     return hs, LSTMState(h, c)
@@ -136,19 +137,20 @@ class _Config(NamedTuple):
     unroll: int
     segment: int  # 0: save every step; k > 0: checkpoint the state every k steps (remat)
     batch_in_place: bool = False  # weight gradients contract (T, B) unreshaped (see _weight_grads)
-    kernel: bool = False  # the forward runs jlstm._cpu_kernel on the CPU backend
+    kernel: bool = False  # both loops run jlstm._cpu_kernel on the CPU backend
 
 
-def _kernel_applies(compute, state_dtype) -> bool:
-    """Whether the forward calls the CPU kernel: float32 throughout, one device.
+def _kernel_applies(compute, state_dtype, batch: int, inputs: int, hidden: int) -> bool:
+    """Whether the loops call the CPU kernels: float32 throughout, one device, and
+    a shape they are faster at (see ``_cpu_kernel.usable``).
 
     With several devices the batch is sharded, and XLA cannot split a custom
-    call by rows: the ``lax.scan`` forward keeps each device on its own rows.
+    call by rows: the ``lax.scan`` loops keep each device on its own rows.
     """
     f32 = np.dtype(jnp.float32)
     if compute != f32 or np.dtype(state_dtype) != f32 or jax.device_count() > 1:
         return False
-    return _cpu_kernel.usable()
+    return _cpu_kernel.usable(batch, inputs, hidden)
 
 
 def _segment_length(steps: int) -> int:

@@ -8,6 +8,7 @@ register tiles, one row, one step, and enough panels and rows that both
 threads share a step's work.
 """
 
+import os
 import shutil
 
 import jax
@@ -18,7 +19,8 @@ import pytest
 from jlstm import _cpu_kernel, _fused, init_params, layer
 
 needs_kernel = pytest.mark.skipif(
-    shutil.which("c++") is None, reason="no C++ compiler: the kernel cannot be built here"
+    shutil.which(os.environ.get("CXX", "c++")) is None,
+    reason="no C++ compiler: the kernels cannot be built here",
 )
 
 
@@ -143,6 +145,18 @@ def test_reverse_over_reverse_takes_the_scans_derivatives(monkeypatch, masked):
     want = jax.jit(hvp)(params)
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=2e-5, atol=2e-5)
+
+
+@needs_kernel
+def test_narrow_builds_leave_large_steps_to_xla(monkeypatch):
+    small, large = (32, 64, 128), (64, 128, 256)  # S1: 3.1 M multiply-adds a step; S2: 25 M
+    monkeypatch.setattr(_cpu_kernel, "_vector_lanes", lambda: 16)  # AVX-512
+    assert _cpu_kernel.usable(*small) and _cpu_kernel.usable(*large)
+    monkeypatch.setattr(_cpu_kernel, "_vector_lanes", lambda: 8)  # AVX2
+    assert _cpu_kernel.usable(*small) and not _cpu_kernel.usable(*large)
+    params = init_params(jax.random.key(0), 128, 256)
+    text = jax.jit(lambda p, x: layer(p, x)[0]).lower(params, jnp.ones((64, 3, 128))).as_text()
+    assert "jlstm_lstm_forward" not in text
 
 
 @needs_kernel

@@ -1,29 +1,31 @@
-// jlstm's CPU kernel for the LSTM recurrence, called from JAX through the XLA FFI.
+// jlstm's CPU kernels for the LSTM recurrence, called from JAX through the XLA FFI:
+// the forward loop (with or without saving what the backward needs) and the
+// reverse loop of the backward. jlstm/_cpu_kernel.py builds and registers them;
+// jlstm/_fused.py's lax.scan loops are the reference they must equal.
 //
 // XLA:CPU runs the small per-step product of a scanned LSTM on one core, and
-// fuses the gate arithmetic into separate passes (benchmarks/README.md). This
-// kernel runs the whole forward recurrence in one call instead:
+// the gate arithmetic in separate passes over memory (benchmarks/README.md).
+// Here each loop is one call:
 //
-//   * the weights [w_x; w_h] are packed once per call into column panels of U
-//     units of all four gates (U = one SIMD vector of floats), so that one
-//     panel gives every gate of U units;
-//   * a work item is one panel for a block of batch rows: its product, its
-//     gate nonlinearities, c_t and h_t, all in registers;
+//   * the weights are packed once per call into column panels (forward: [w_x;
+//     w_h] by panels of kLanes units of all four gates, so that one panel gives
+//     every gate of its units; backward: w_h^T by panels of 4 kLanes units);
+//   * a work item is one panel for a block of batch rows: its product and the
+//     elementwise work of the same units, on the product's registers;
 //   * the items of a step are shared by the calling thread and a helper task on
 //     XLA's intra-op thread pool, claimed from one atomic counter; a step starts
-//     once every item of the step before it is done. The caller alone runs every
+//     once every item of the step before it is done. The caller runs every
 //     item the helper does not claim, so nothing waits on a thread that never
 //     starts.
 //
-// The arithmetic is _fused.py's: the i, f and o columns of w and b arrive
-// halved, one tanh gives all four gates (sigmoid(a) = (1 + tanh(a / 2)) / 2),
-// c_t = f c_{t-1} + i g, h_t = o tanh(c_t); where the mask is false the state
-// is held and the output is zero.
-//
-// Shapes: xs (T, B, I), w (I + H, 4H), b (4H,), h0, c0 (B, H), mask (T, B) or
-// (0, 0) for none. Outputs: hs (T, B, H), h_T, c_T (B, H); the saving variant
-// returns h_T, c_T and the gates in tanh form and the state after each step,
-// six (T, B, H), in place of hs (which is h, zeroed where masked).
+// Forward. The arithmetic is _fused.py's: the i, f and o columns of w and b
+// arrive halved, one tanh gives all four gates (sigmoid(a) = (1 + tanh(a / 2))
+// / 2), c_t = f c_{t-1} + i g, h_t = o tanh(c_t); where the mask is false the
+// state is held and the output is zero. Shapes: xs (T, B, I), w (I + H, 4H),
+// b (4H,), h0, c0 (B, H), mask (T, B) or (0, 0) for none. Outputs: hs (T, B,
+// H), h_T, c_T (B, H); the saving variant returns h_T, c_T and the gates in
+// tanh form and the state after each step, six (T, B, H), in place of hs
+// (which is h, zeroed where masked).
 
 #include <algorithm>
 #include <atomic>
@@ -586,3 +588,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JlstmLstmBackward, Backward,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dG
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh before
                                   .Ret<ffi::Buffer<ffi::F32>>());  // dc before
+
+// The build's SIMD width in floats (16 with AVX-512, 8 with AVX2 or NEON pairs):
+// jlstm/_cpu_kernel.py uses the kernels on every shape only where it is 16.
+extern "C" int JlstmVectorLanes() { return kLanes; }
