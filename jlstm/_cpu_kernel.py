@@ -155,23 +155,27 @@ def _mask_operand(mask):
 
 
 @functools.cache
+def _library() -> ctypes.CDLL:
+    """The compiled library, built on the first call (raises if it cannot be)."""
+    return ctypes.cdll.LoadLibrary(str(_build()))
+
+
 def _vector_lanes() -> int:
     """The built library's SIMD width in floats."""
-    return int(ctypes.cdll.LoadLibrary(str(_build())).JlstmVectorLanes())
+    return int(_library().JlstmVectorLanes())
 
 
 @functools.cache
 def _registered() -> bool:
     """Build (or find) the library and register its targets; False, with a warning, if not."""
     try:
-        library = ctypes.cdll.LoadLibrary(str(_build()))
         for target, symbol in _TARGETS.items():
-            capsule = jax.ffi.pycapsule(getattr(library, symbol))
+            capsule = jax.ffi.pycapsule(getattr(_library(), symbol))
             jax.ffi.register_ffi_target(target, capsule, platform="cpu")
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         warnings.warn(
-            f"jlstm: the CPU kernel could not be built ({e}); the layer's forward runs as a "
-            "lax.scan instead (slower on CPU, same results). Set JLSTM_CPU_KERNEL=0 to silence.",
+            f"jlstm: the CPU kernels could not be built ({e}); the layer's loops run as "
+            "lax.scans instead (slower on CPU, same results). Set JLSTM_CPU_KERNEL=0 to silence.",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -184,7 +184,9 @@ def test_vmap_over_the_kernel():
 def test_build_failure_warns_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("JLSTM_CACHE_DIR", str(tmp_path))
-    _cpu_kernel._registered.cache_clear()
+    caches = (_cpu_kernel._registered, _cpu_kernel._library)
+    for cache in caches:
+        cache.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="no C.. compiler"):
             assert not _cpu_kernel.usable()
@@ -192,4 +194,5 @@ def test_build_failure_warns_and_falls_back(monkeypatch, tmp_path):
         text = jax.jit(lambda p, x: layer(p, x)[0]).lower(params, jnp.ones((2, 5, 3))).as_text()
         assert "jlstm_lstm_forward" not in text and "while" in text
     finally:
-        _cpu_kernel._registered.cache_clear()
+        for cache in caches:
+            cache.cache_clear()
