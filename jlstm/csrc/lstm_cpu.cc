@@ -128,6 +128,24 @@ struct Problem {
   int64_t panels, row_blocks, rows_per_block;
 };
 
+// acc[r] += z[r, :n] w[:n] for R rows of z (row stride `stride`) and n rows of
+// a packed panel w: one row of 4 vectors per k.
+template <int R>
+inline void Accumulate(Vec (&acc)[R][4], const float* z, int64_t stride, const float* w,
+                       int64_t n) {
+  for (int64_t k = 0; k < n; ++k, w += 4 * kLanes) {
+    Vec w0 = Load(w), w1 = Load(w + kLanes), w2 = Load(w + 2 * kLanes), w3 = Load(w + 3 * kLanes);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      Vec a = Splat(z[r * stride + k]);
+      acc[r][0] += a * w0;
+      acc[r][1] += a * w1;
+      acc[r][2] += a * w2;
+      acc[r][3] += a * w3;
+    }
+  }
+}
+
 // One panel (kLanes units of all four gates) for rows [r0, r0 + R) of step s.
 template <int R>
 void Block(const Problem& p, int64_t s, int64_t panel, int64_t r0) {
@@ -146,28 +164,8 @@ void Block(const Problem& p, int64_t s, int64_t panel, int64_t r0) {
     Vec bg = LoadPart(p.bias + g * H + u0, n);
     for (int r = 0; r < R; ++r) acc[r][g] = bg;
   }
-  for (int64_t k = 0; k < I; ++k, w += 4 * kLanes) {
-    Vec w0 = Load(w), w1 = Load(w + kLanes), w2 = Load(w + 2 * kLanes), w3 = Load(w + 3 * kLanes);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      Vec a = Splat(x[r * I + k]);
-      acc[r][0] += a * w0;
-      acc[r][1] += a * w1;
-      acc[r][2] += a * w2;
-      acc[r][3] += a * w3;
-    }
-  }
-  for (int64_t k = 0; k < H; ++k, w += 4 * kLanes) {
-    Vec w0 = Load(w), w1 = Load(w + kLanes), w2 = Load(w + 2 * kLanes), w3 = Load(w + 3 * kLanes);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      Vec a = Splat(h_prev[r * H + k]);
-      acc[r][0] += a * w0;
-      acc[r][1] += a * w1;
-      acc[r][2] += a * w2;
-      acc[r][3] += a * w3;
-    }
-  }
+  Accumulate<R>(acc, x, I, w, I);                          // x_t [w_x]
+  Accumulate<R>(acc, h_prev, H, w + I * 4 * kLanes, H);    // h_{t-1} [w_h]
 
   const Vec half = Splat(0.5f);
   for (int r = 0; r < R; ++r) {
