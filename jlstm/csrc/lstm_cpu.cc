@@ -129,7 +129,7 @@ struct Problem {
 };
 
 // acc[r] += z[r, :n] w[:n] for R rows of z (row stride `stride`) and n rows of
-// a packed panel w: one row of 4 vectors per k.
+// a packed panel w: one row of 4 vectors per k. Both loops' products.
 template <int R>
 inline void Accumulate(Vec (&acc)[R][4], const float* z, int64_t stride, const float* w,
                        int64_t n) {
@@ -361,6 +361,7 @@ ffi::Error ForwardSaving(
 // elementwise part for the same units, which needs only its own dh and dc.
 
 constexpr int kVecs = 4;  // vectors of units per backward panel
+static_assert(kVecs == 4, "the reverse product shares Accumulate's tile of 4 vectors");
 
 struct Reverse {
   int64_t steps, batch, hidden;
@@ -396,17 +397,7 @@ void ReverseProduct(const Reverse& p, int64_t t, int64_t panel, int64_t r0, int6
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < kVecs; ++v)
       acc[r][v] = first ? Splat(0.0f) : Load(partial + r * p.panels * width + v * kLanes);
-  for (int64_t k = k0; k < k1; ++k, w += width) {
-    Vec w0 = Load(w), w1 = Load(w + kLanes), w2 = Load(w + 2 * kLanes), w3 = Load(w + 3 * kLanes);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      Vec a = Splat(dg[r * G + k]);
-      acc[r][0] += a * w0;
-      acc[r][1] += a * w1;
-      acc[r][2] += a * w2;
-      acc[r][3] += a * w3;
-    }
-  }
+  Accumulate<R>(acc, dg + k0, G, w, k1 - k0);
   for (int r = 0; r < R; ++r) {
     if (!last) {
       for (int v = 0; v < kVecs; ++v) Store(partial + r * p.panels * width + v * kLanes, acc[r][v]);
