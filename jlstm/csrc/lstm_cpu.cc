@@ -36,14 +36,6 @@
 #include <utility>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
-
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -89,35 +81,6 @@ inline Vec LoadPart(const float* p, int n) {
   return v;
 }
 
-// Stores n lanes of v into a (T, B, .) output (hs, the saved activations,
-// dG): a non-temporal store where the target is a whole aligned vector, which
-// neither reads the line first nor evicts the weights and state the next step
-// reads. Measured at S4 (B 256, T 64, I 256, H 512): the saving forward 330 ->
-// 280 ms, the reverse loop 223 -> 211 ms (best of 9); no loss at S1, S3, S5.
-// Callers end a work item with StreamFence.
-inline void StoreStream(float* p, Vec v, int n) {
-#if defined(__AVX512F__)
-  if (n == kLanes && reinterpret_cast<uintptr_t>(p) % sizeof(Vec) == 0) {
-    _mm512_stream_ps(p, reinterpret_cast<__m512>(v));
-    return;
-  }
-#elif defined(__AVX__)
-  if (n == kLanes && reinterpret_cast<uintptr_t>(p) % sizeof(Vec) == 0) {
-    _mm256_stream_ps(p, reinterpret_cast<__m256>(v));
-    return;
-  }
-#endif
-  StorePart(p, v, n);
-}
-
-// Orders this thread's non-temporal stores before its next stores (the work
-// item's completion count), so that a thread that sees the count sees them.
-inline void StreamFence() {
-#if defined(__AVX__)
-  _mm_sfence();
-#endif
-}
-
 inline Vec Min(Vec a, Vec b) { return a < b ? a : b; }
 inline Vec Max(Vec a, Vec b) { return a > b ? a : b; }
 
@@ -143,30 +106,6 @@ inline Vec Tanh(Vec x) {
   // |x| < 0.0004: tanh(x) = x to float precision; NaN stays NaN (the clamp would lose it).
   Vec ax = x < 0.0f ? -x : x;
   return (ax < 0.0004f) | (x != x) ? x : y;
-}
-
-// Asks Linux for transparent huge pages under a large output buffer that no
-// one has written yet: a fresh (T, B, H) array otherwise costs one page fault
-// per 4 KiB on first touch (S4's gradient: 157k faults a call, 24k with this).
-// Only the 2 MiB-aligned interior is advised, so memory outside the buffer is
-// untouched; a no-op off Linux or where transparent huge pages are off.
-void AdviseHugePages(float* data, int64_t count) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data + count)) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)data;
-  (void)count;
-#endif
-}
-
-// Uninitialized scratch of n floats, huge pages advised.
-std::unique_ptr<float[]> Scratch(int64_t n) {
-  std::unique_ptr<float[]> out(new float[n]);
-  AdviseHugePages(out.get(), n);
-  return out;
 }
 
 inline void Pause() {
@@ -245,17 +184,16 @@ void Block(const Problem& p, int64_t s, int64_t panel, int64_t r0) {
     }
     StorePart(p.c + at, c_new, n);
     StorePart(hn + at, h_new, n);
-    if (p.hs != nullptr) StoreStream(p.hs + out, y, n);
+    if (p.hs != nullptr) StorePart(p.hs + out, y, n);
     if (p.saved[0] != nullptr) {
-      StoreStream(p.saved[0] + out, ti, n);
-      StoreStream(p.saved[1] + out, tf, n);
-      StoreStream(p.saved[2] + out, tg, n);
-      StoreStream(p.saved[3] + out, to, n);
-      StoreStream(p.saved[4] + out, c_new, n);
-      StoreStream(p.saved[5] + out, h_new, n);
+      StorePart(p.saved[0] + out, ti, n);
+      StorePart(p.saved[1] + out, tf, n);
+      StorePart(p.saved[2] + out, tg, n);
+      StorePart(p.saved[3] + out, to, n);
+      StorePart(p.saved[4] + out, c_new, n);
+      StorePart(p.saved[5] + out, h_new, n);
     }
   }
-  StreamFence();
 }
 
 template <int R>
@@ -360,9 +298,9 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<f
   p.mask = masked ? mask.typed_data() : nullptr;
   p.bias = b.typed_data();
   p.panels = (H + kLanes - 1) / kLanes;
-  auto packed = Scratch(p.panels * (I + H) * 4 * kLanes);
-  Pack(w.typed_data(), I + H, H, p.panels, packed.get());
-  p.packed = packed.get();
+  std::vector<float> packed(p.panels * (I + H) * 4 * kLanes);
+  Pack(w.typed_data(), I + H, H, p.panels, packed.data());
+  p.packed = packed.data();
   std::vector<float> h_next(B * H);
   std::memcpy(h_out->typed_data(), h0.typed_data(), B * H * sizeof(float));
   std::memcpy(c_out->typed_data(), c0.typed_data(), B * H * sizeof(float));
@@ -372,10 +310,6 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<f
   p.c = c_out->typed_data();
   p.hs = hs;
   for (int i = 0; i < 6; ++i) p.saved[i] = saved[i];
-  if (hs != nullptr) AdviseHugePages(hs, T * B * H);
-  for (int i = 0; i < 6; ++i) {
-    if (saved[i] != nullptr) AdviseHugePages(saved[i], T * B * H);
-  }
 
   std::tie(p.row_blocks, p.rows_per_block) = RowBlocks(B, p.panels);
   RunSteps(pool, T, p.panels * p.row_blocks, [&p](int64_t s, int64_t i) {
@@ -512,7 +446,7 @@ void ReverseGates(const Reverse& p, int64_t t, int64_t panel, int64_t r0, int64_
       const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
       const int64_t at = row * H + u, out = (t * B + row) * H + u;
       if (!real) {
-        for (int g = 0; g < 4; ++g) StoreStream(dg + g * H + u, Splat(0.0f), n);
+        for (int g = 0; g < 4; ++g) StorePart(dg + g * H + u, Splat(0.0f), n);
         continue;  // dh and dc held
       }
       Vec ti = LoadPart(p.saved[0] + out, n), tf = LoadPart(p.saved[1] + out, n);
@@ -522,14 +456,13 @@ void ReverseGates(const Reverse& p, int64_t t, int64_t panel, int64_t r0, int64_
       Vec tc = Tanh(c);
       Vec dhc = LoadPart(p.dh + at, n) + LoadPart(p.dys + out, n);
       Vec dcc = LoadPart(p.dc + at, n) + dhc * (half * to + half) * (one - tc * tc);
-      StoreStream(dg + u, quarter * (one - ti * ti) * dcc * tg, n);
-      StoreStream(dg + H + u, quarter * (one - tf * tf) * dcc * c_prev, n);
-      StoreStream(dg + 2 * H + u, (one - tg * tg) * dcc * (half * ti + half), n);
-      StoreStream(dg + 3 * H + u, quarter * (one - to * to) * dhc * tc, n);
+      StorePart(dg + u, quarter * (one - ti * ti) * dcc * tg, n);
+      StorePart(dg + H + u, quarter * (one - tf * tf) * dcc * c_prev, n);
+      StorePart(dg + 2 * H + u, (one - tg * tg) * dcc * (half * ti + half), n);
+      StorePart(dg + 3 * H + u, quarter * (one - to * to) * dhc * tc, n);
       StorePart(p.dc + at, dcc * (half * tf + half), n);
     }
   }
-  StreamFence();
 }
 
 ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_h, ffi::Buffer<ffi::F32> dys,
@@ -567,18 +500,16 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_h, ffi::Buffer
   // w_h (H, 4H) -> (panels, 4H, kVecs * kLanes): panel q holds rows u of w_h
   // as columns, zero past H.
   const int64_t width = kVecs * kLanes;
-  auto packed = Scratch(p.panels * 4 * H * width);
-  std::fill(packed.get(), packed.get() + p.panels * 4 * H * width, 0.0f);
+  std::vector<float> packed(p.panels * 4 * H * width, 0.0f);
   const float* wh = w_h.typed_data();
   for (int64_t u = 0; u < H; ++u) {
-    float* dst = packed.get() + (u / width) * 4 * H * width + u % width;
+    float* dst = packed.data() + (u / width) * 4 * H * width + u % width;
     for (int64_t k = 0; k < 4 * H; ++k) dst[k * width] = wh[u * 4 * H + k];
   }
-  p.packed = packed.get();
+  p.packed = packed.data();
   std::vector<float> partial(B * p.panels * width);
   p.partial = partial.data();
   p.dgates = dgates->typed_data();
-  AdviseHugePages(p.dgates, T * B * 4 * H);
   p.dh = dh_out->typed_data();
   p.dc = dc_out->typed_data();
   std::memcpy(p.dh, dh.typed_data(), B * H * sizeof(float));
