@@ -8,7 +8,10 @@ Per shape (float32, one layer, as in ``bench.py``), interleaved, medians:
 * ``fwd``: the forward that saves nothing (what inference runs);
 * ``fwd, saving``: the forward of the custom VJP, which also writes the gates
   and state of every step;
-* ``reverse loop``: the backward's loop, one (B, 4H) x (4H, H) product a step;
+* ``fwd, saving + reverse loop``: that forward followed by the backward's
+  loop, one (B, 4H) x (4H, H) product a step; the loop alone is the
+  difference. (Timed alone, the loop would include a copy of the saved gates:
+  it writes dG over them, which XLA cannot do to a jit argument.)
 * ``fwd+bwd``: the whole gradient, as ``bench.py`` times it;
 
 each of these four twice where the CPU kernels build: with the loops in the
@@ -74,11 +77,11 @@ def pieces(batch: int, steps: int, inputs: int, hidden: int):
         fwd = jax.jit(lambda p, x, forward=forward: forward(p, x, False)[0])
         fwd_save = jax.jit(lambda p, x, forward=forward: forward(p, x, True)[3])
         saved = fwd_save(params, xs)
-        reverse = jax.jit(
-            lambda p, s, d, config=config: _fused._backward_scan(
-                p, s, d, zeros, zeros, zeros, None, config
-            )[0]
-        )
+
+        def reverse(p, s, d, config=config):
+            return _fused._backward_scan(p, s, d, zeros, zeros, zeros, None, config)[0]
+
+        save_reverse = jax.jit(lambda p, x, d, f=fwd_save, r=reverse: r(p, f(p, x), d))
         run = _fused._layer_fn(config)
         grad = jax.jit(
             jax.grad(lambda p, x, run=run: run(p, x, zeros, zeros, None)[0].sum(), argnums=(0, 1))
@@ -86,12 +89,12 @@ def pieces(batch: int, steps: int, inputs: int, hidden: int):
         # Default arguments bind this iteration's functions and arrays.
         timed[f"fwd ({loops})"] = (lambda f=fwd: ready(f(params, xs)), gate)
         timed[f"fwd, saving ({loops})"] = (lambda f=fwd_save: ready(f(params, xs)), gate)
-        timed[f"reverse loop ({loops})"] = (
-            lambda f=reverse, s=saved: ready(f(params, s, dys)),
-            recur,
+        timed[f"fwd, saving + reverse loop ({loops})"] = (
+            lambda f=save_reverse: ready(f(params, xs, dys)),
+            gate + recur,
         )
         timed[f"fwd+bwd ({loops})"] = (lambda f=grad: ready(f(params, xs)), gate + recur + grads)
-    dgates = reverse(params, saved, dys)
+    dgates = jax.jit(reverse)(params, saved, dys)
     h_prev = _fused._shift_in(zeros, saved[_fused._H], False)
     weight_grads = jax.jit(lambda x, h, g, p: _fused._weight_grads(x, h, g, p, config))
     w = jnp.concatenate([params.w_x, params.w_h])

@@ -73,7 +73,7 @@ def forward(params, xs, h0, c0, mask, w, b, *, reverse: bool, save: bool, scan):
     ``scan`` is ``_fused._forward_scan`` with the same arguments and results;
     ``w`` (I + H, 4H) and ``b`` (4H,) come with the i, f and o columns halved
     (``_fused._scaled_weights``). Returns ``(hs, h_T, c_T, saved)``, ``saved``
-    six (T, B, H) arrays or None.
+    ``(gates (T, B, 4H), c, h)`` (see ``_fused._G``) or None.
 
     Shapes:
       xs: (T, B, I), mask: (T, B) | None, h0, c0: (B, H) -> hs: (T, B, H)
@@ -91,8 +91,9 @@ def forward(params, xs, h0, c0, mask, w, b, *, reverse: bool, save: bool, scan):
             )
             hs, h, c = call(*operands, reverse=reverse)
             return hs, h, c, None
+        gates = jax.ShapeDtypeStruct((steps, batch, 4 * hidden), jnp.float32)
         call = jax.ffi.ffi_call(
-            "jlstm_lstm_forward_saving", [state, state] + [seq] * 6, vmap_method="sequential"
+            "jlstm_lstm_forward_saving", [state, state, gates, seq, seq], vmap_method="sequential"
         )
         h, c, *saved = call(*operands, reverse=reverse)
         hs = saved[-1]  # the state after each step; the output is zero where masked
@@ -107,9 +108,11 @@ def backward(params, saved, dys, dh, dc, c_before, mask, *, reverse: bool, scan)
     """The reverse recurrence: the kernel on the CPU backend, ``scan(*args)`` elsewhere.
 
     ``scan`` is ``_fused._backward_loop`` with the same arguments and results;
-    ``saved`` the forward's six arrays, ``reverse`` the forward's direction.
-    Returns ``(dG, dh, dc)``: the gradients of the gate pre-activations
-    (T, B, 4H) and of the state before the first step.
+    ``saved`` the forward's ``(gates, c, h)``, ``reverse`` the forward's
+    direction. Returns ``(dG, dh, dc)``: the gradients of the gate
+    pre-activations (T, B, 4H) and of the state before the first step. dG is
+    written over the gates' buffer (an aliased operand; XLA copies the gates
+    first only if something else still reads them).
     """
     steps, batch, hidden = dys.shape
     shapes = [
@@ -117,12 +120,17 @@ def backward(params, saved, dys, dh, dc, c_before, mask, *, reverse: bool, scan)
         jax.ShapeDtypeStruct((batch, hidden), jnp.float32),
         jax.ShapeDtypeStruct((batch, hidden), jnp.float32),
     ]
-    call = jax.ffi.ffi_call("jlstm_lstm_backward", shapes, vmap_method="sequential")
+    call = jax.ffi.ffi_call(
+        "jlstm_lstm_backward",
+        shapes,
+        vmap_method="sequential",
+        input_output_aliases={2: 0},  # dG over the gates
+    )
 
     def kernel(params, saved, dys, dh, dc, c_before, mask):
         w_h = params.w_h.astype(jnp.float32)
-        gates_and_c = saved[:5]  # t_i, t_f, t_g, t_o, c
-        operands = (w_h, dys, *gates_and_c, c_before, dh, dc, _mask_operand(mask))
+        gates, cs, _ = saved
+        operands = (w_h, dys, gates, cs, c_before, dh, dc, _mask_operand(mask))
         return tuple(call(*operands, reverse=reverse))
 
     return _kernel_or_scan(kernel, scan, params, saved, dys, dh, dc, c_before, mask)

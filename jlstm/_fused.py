@@ -16,9 +16,7 @@ AVX-512 CPU; see ``benchmarks/RESULTS.md``):
       dW_x = X^T dG     dW_h = H_prev^T dG     db = sum dG     dX = dG W_x^T
 
 * **Nothing recomputed.** The forward saves each step's activated gates, c_t
-  and h_t, as six (T, B, H) arrays: the backward step then reads each piece
-  with one contiguous dynamic slice, which XLA:CPU fuses well (slicing gates
-  out of one (T, B, 4H) array per step measured 1.3-1.7x slower there).
+  and h_t (see ``_G``); the backward writes dG over the gates.
 * **One transcendental for all four gates.** sigmoid(a) = (1 + tanh(a / 2)) / 2,
   so the i, f and o columns of the weights are halved once per call and a
   single tanh over the contiguous (B, 4H) pre-activations gives all four
@@ -73,8 +71,15 @@ _SPLIT_INPUT = 128
 # 1.02-1.07 at H = 64-128 (S1, S3).
 _IN_PLACE_HIDDEN = 512
 
-# What the forward saves per step, in this order: six (T, B, H) arrays.
-_TI, _TF, _TG, _TO, _C, _H = range(6)
+# What the forward saves, in this order: the activated gates, and c and h after
+# each step ((T, B, H) each). The gates are in tanh form (t_i, t_f, t_g, t_o;
+# see _forward) and come as one (T, B, 4H) array where the CPU kernels run
+# (config.kernel): their backward writes dG over it in place, so it needs no
+# fresh (T, B, 4H) buffer, which at S4 saved 128 MiB of first-touch page
+# faults a call. Elsewhere they are four (T, B, H) arrays: XLA:CPU's reverse
+# scan reads those with contiguous dynamic slices, 1.3-1.7x faster than
+# slicing gates out of one (T, B, 4H) array per step.
+_G, _C, _H = range(3)
 
 
 def supported(params: LSTMParams, xs: Array, state: LSTMState, dtype) -> bool:
@@ -179,7 +184,7 @@ def _scaled_weights(params: LSTMParams, config: _Config, sd):
 
 
 def _forward(params, xs, h0, c0, mask, config: _Config, *, save: bool):
-    """The forward. Returns (hs, h_T, c_T, saved), ``saved`` six (T, B, H) arrays if ``save``.
+    """The forward. Returns (hs, h_T, c_T, saved), ``saved`` as ``_G`` says if ``save``.
 
     ``saved`` holds, per step, the activated gates in their tanh form (t_i,
     t_f, t_g, t_o, with sigmoid = (1 + t) / 2) and the state after the step
@@ -229,7 +234,8 @@ def _forward_scan(params, xs, h0, c0, mask, w, b, *, config: _Config, save: bool
             c_new = jnp.where(m, c_new, c)
             h_new = jnp.where(m, h_new, h)
         if save:
-            return (h_new, c_new), (ti, tf, tg, to, c_new, h_new)  # six (B, H)
+            gates = t if config.kernel else (ti, tf, tg, to)  # (B, 4H) or four (B, H)
+            return (h_new, c_new), (gates, c_new, h_new)
         y = h_new if m is None else jnp.where(m, h_new, jnp.zeros_like(h_new))
         return (h_new, c_new), y
 
@@ -249,7 +255,7 @@ def _forward_scan(params, xs, h0, c0, mask, w, b, *, config: _Config, save: bool
 def _backward_scan(params, saved, dys, dh, dc, c_before, mask, config: _Config):
     """Reverse of the forward scan over one stretch of steps: the recurrence only.
 
-    ``saved`` is what the forward kept (six (T, B, H) arrays); ``c_before``
+    ``saved`` is what the forward kept (see ``_G``); ``c_before``
     the cell state before the stretch's first step (in scan order). Returns
     dG (T, B, 4H), the gradients of the (unscaled) gate pre-activations, and
     (dh, dc) before the stretch. With ``config.kernel`` the CPU backend runs
@@ -265,7 +271,7 @@ def _backward_scan(params, saved, dys, dh, dc, c_before, mask, config: _Config):
 
 def _backward_loop(params, saved, dys, dh, dc, c_before, mask, *, config: _Config):
     """:func:`_backward_scan` as a reverse ``lax.scan``."""
-    steps = saved[_C].shape[0]
+    steps, _, hidden = saved[_C].shape
     sd = dh.dtype
     w_hT = params.w_h.T.astype(config.compute)  # (4H, H), materialised once
     previous = 1 if config.reverse else -1  # where the step before lies in the arrays
@@ -274,9 +280,10 @@ def _backward_loop(params, saved, dys, dh, dc, c_before, mask, *, config: _Confi
     def step(carry, inputs):
         dh, dc = carry
         if mask is not None:
-            (dy, ti, tf, tg, to, c, k), m = inputs
+            (dy, gates, c, k), m = inputs
         else:
-            dy, ti, tf, tg, to, c, k = inputs
+            dy, gates, c, k = inputs
+        ti, tf, tg, to = _gate_parts(gates, hidden)
         kp = k + previous
         c_prev = lax.dynamic_index_in_dim(cs, jnp.clip(kp, 0, steps - 1), 0, keepdims=False)
         c_prev = jnp.where((kp < 0) | (kp >= steps), c_before, c_prev)
@@ -302,13 +309,20 @@ def _backward_loop(params, saved, dys, dh, dc, c_before, mask, *, config: _Confi
             dc_new = jnp.where(m, dc_new, dc)
         return (dh_new, dc_new), dgates
 
-    inputs = (dys, saved[_TI], saved[_TF], saved[_TG], saved[_TO], cs, jnp.arange(steps))
+    inputs = (dys, saved[_G], cs, jnp.arange(steps))
     if mask is not None:
         inputs = (inputs, mask)
     (dh, dc), dgates = lax.scan(
         step, (dh, dc), inputs, reverse=not config.reverse, unroll=config.unroll
     )
     return dgates, dh, dc
+
+
+def _gate_parts(gates, hidden: int):
+    """t_i, t_f, t_g, t_o (B, H) of one step, from either layout of the saved gates."""
+    if isinstance(gates, tuple):
+        return gates
+    return tuple(gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
 
 
 def _shift_in(h0: Array, hs: Array, reverse: bool) -> Array:

@@ -1,8 +1,8 @@
 """The CPU kernels (jlstm._cpu_kernel) against the lax.scan loops they replace.
 
-Both get the same scaled weights and inputs; every output, the forward's six
-saved arrays and the backward's gate gradients included, must agree to float
-tolerance over shapes that exercise the kernels' edges: a hidden size that is
+Both get the same scaled weights and inputs; every output, the forward's
+saved gates and states and the backward's gate gradients included, must agree
+to float tolerance over shapes that exercise the kernels' edges: a hidden size that is
 not a whole number of SIMD vectors, a batch that is not a whole number of
 register tiles, one row, one step, and enough panels and rows that both
 threads share a step's work.
@@ -24,8 +24,19 @@ needs_kernel = pytest.mark.skipif(
 )
 
 
+def packed(saved):
+    """The forward's saved (gates, c, h) with the gates as one (T, B, 4H) array.
+
+    The kernels save them so; the scan without the kernels as four (T, B, H).
+    """
+    gates, cs, hs = saved
+    if isinstance(gates, tuple):
+        gates = jnp.concatenate(gates, axis=-1)
+    return gates, cs, hs
+
+
 def forwards(batch, steps, inputs, hidden, *, reverse, masked, save, seed=0):
-    """(kernel outputs, scan outputs) for one random problem."""
+    """(kernel outputs, scan outputs) for one random problem, saved gates packed."""
     keys = jax.random.split(jax.random.key(seed), 5)
     params = init_params(keys[0], inputs, hidden)
     params = params._replace(b=0.5 * jax.random.normal(keys[1], params.b.shape))
@@ -37,13 +48,37 @@ def forwards(batch, steps, inputs, hidden, *, reverse, masked, save, seed=0):
 
     def run(kernel):
         def f(params, xs, h0, c0, mask):
-            return _fused._forward(
+            hs, h, c, saved = _fused._forward(
                 params, xs, h0, c0, mask, config._replace(kernel=kernel), save=save
             )
+            return hs, h, c, None if saved is None else packed(saved)
 
         return jax.jit(f)(params, xs, h0, c0, mask)
 
     return run(True), run(False)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_scan_saves_either_gate_layout(masked):
+    """The scan that stands in for the kernels off the CPU saves the gates packed."""
+    keys = jax.random.split(jax.random.key(2), 4)
+    params = init_params(keys[0], 5, 20)
+    xs = jax.random.normal(keys[1], (6, 3, 5))
+    h0 = c0 = jnp.zeros((3, 20))
+    mask = jax.random.uniform(keys[2], (6, 3)) < 0.7 if masked else None
+    config = _fused._Config(reverse=False, compute=np.dtype(jnp.float32), unroll=1, segment=0)
+    w, b = _fused._scaled_weights(params, config, jnp.float32)
+
+    def saved(kernel):
+        scan = _fused._forward_scan(
+            params, xs, h0, c0, mask, w, b, config=config._replace(kernel=kernel), save=True
+        )
+        return scan[3]
+
+    four, one = saved(False), saved(True)
+    assert isinstance(four[_fused._G], tuple) and one[_fused._G].shape == (6, 3, 80)
+    for g, w in zip(packed(four), one, strict=True):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
 
 
 @needs_kernel
@@ -88,7 +123,11 @@ def test_backward_kernel_equals_scan(batch, steps, hidden, reverse, masked):
     mask = jax.random.uniform(keys[5], (steps, batch)) < 0.7 if masked else None
     config = _fused._Config(reverse=reverse, compute=np.dtype(jnp.float32), unroll=1, segment=0)
 
-    def run(kernel):
+    gates, cs, hs = saved
+    before = np.array(gates)  # a copy, to check the kernel left the caller's buffer alone
+    four = (tuple(jnp.split(gates, 4, axis=-1)), cs, hs)  # the scan's own layout
+
+    def run(kernel, saved):
         def f(params, saved, dys, dh, dc, c0, mask):
             return _fused._backward_scan(
                 params, saved, dys, dh, dc, c0, mask, config._replace(kernel=kernel)
@@ -96,15 +135,20 @@ def test_backward_kernel_equals_scan(batch, steps, hidden, reverse, masked):
 
         return jax.jit(f)(params, saved, dys, dh, dc, c0, mask)
 
-    got, want = run(True), run(False)
-    for g, w in zip(got, want, strict=True):
+    # The kernel writes dG over its operand's buffer: XLA must copy the
+    # caller's gates first, so `saved` is still intact for the scans after it.
+    got, want = run(True, saved), run(False, four)
+    packed_scan = run(False, saved)  # the scan off the CPU, reading packed gates
+    for g, w, p in zip(got, want, packed_scan, strict=True):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(np.asarray(p), np.asarray(w), rtol=2e-5, atol=2e-6)
+    np.testing.assert_array_equal(np.asarray(gates), before)
 
 
 @needs_kernel
 def test_masked_steps_hold_the_state_and_output_zero():
     (hs, h, c, saved), _ = forwards(3, 5, 4, 18, reverse=False, masked=True, save=True)
-    _, _, _, _, cs, h_all = saved
+    _, cs, h_all = saved
     mask = np.asarray(jax.random.uniform(jax.random.split(jax.random.key(0), 5)[4], (5, 3)) < 0.7)
     hs = np.asarray(hs)
     assert (hs[~mask] == 0).all()

@@ -23,9 +23,9 @@
 // / 2), c_t = f c_{t-1} + i g, h_t = o tanh(c_t); where the mask is false the
 // state is held and the output is zero. Shapes: xs (T, B, I), w (I + H, 4H),
 // b (4H,), h0, c0 (B, H), mask (T, B) or (0, 0) for none. Outputs: hs (T, B,
-// H), h_T, c_T (B, H); the saving variant returns h_T, c_T and the gates in
-// tanh form and the state after each step, six (T, B, H), in place of hs
-// (which is h, zeroed where masked).
+// H), h_T, c_T (B, H); the saving variant returns h_T, c_T, the gates in
+// tanh form, (T, B, 4H) in the order of w's columns, and c and h after each
+// step, (T, B, H) each, in place of hs (which is h, zeroed where masked).
 
 #include <algorithm>
 #include <atomic>
@@ -123,8 +123,10 @@ struct Problem {
   const float* packed;  // (panels, I + H, 4, kLanes)
   float* h[2];         // ping-pong (B, H): the state before / after a step
   float* c;            // (B, H), updated in place
-  float* hs;           // (T, B, H), or null when saving (saved[5] holds h)
-  float* saved[6];     // t_i, t_f, t_g, t_o, c, h: (T, B, H) each, or null
+  float* hs;           // (T, B, H), or null when saving (h_all holds h)
+  float* gates;        // (T, B, 4H): t_i, t_f, t_g, t_o of each row, or null
+  float* cs;           // (T, B, H): c after each step, or null
+  float* h_all;        // (T, B, H): h after each step (held where masked), or null
   int64_t panels, row_blocks, rows_per_block;
 };
 
@@ -185,13 +187,14 @@ void Block(const Problem& p, int64_t s, int64_t panel, int64_t r0) {
     StorePart(p.c + at, c_new, n);
     StorePart(hn + at, h_new, n);
     if (p.hs != nullptr) StorePart(p.hs + out, y, n);
-    if (p.saved[0] != nullptr) {
-      StorePart(p.saved[0] + out, ti, n);
-      StorePart(p.saved[1] + out, tf, n);
-      StorePart(p.saved[2] + out, tg, n);
-      StorePart(p.saved[3] + out, to, n);
-      StorePart(p.saved[4] + out, c_new, n);
-      StorePart(p.saved[5] + out, h_new, n);
+    if (p.gates != nullptr) {
+      float* g = p.gates + (t * p.batch + row) * 4 * H + u0;
+      StorePart(g, ti, n);
+      StorePart(g + H, tf, n);
+      StorePart(g + 2 * H, tg, n);
+      StorePart(g + 3 * H, to, n);
+      StorePart(p.cs + out, c_new, n);
+      StorePart(p.h_all + out, h_new, n);
     }
   }
 }
@@ -273,7 +276,8 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<f
                    ffi::Buffer<ffi::F32> b, ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
                    ffi::Buffer<ffi::PRED> mask, bool reverse, float* hs,
                    ffi::Result<ffi::Buffer<ffi::F32>> h_out,
-                   ffi::Result<ffi::Buffer<ffi::F32>> c_out, float* const saved[6]) {
+                   ffi::Result<ffi::Buffer<ffi::F32>> c_out, float* gates, float* cs,
+                   float* h_all) {
   const auto dims = xs.dimensions();
   if (dims.size() != 3 || w.dimensions().size() != 2 || h0.dimensions().size() != 2) {
     return ffi::Error::InvalidArgument("jlstm_lstm_forward: xs must be (T, B, I), w (I + H, 4H)");
@@ -309,7 +313,9 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<f
   p.h[1] = h_next.data();
   p.c = c_out->typed_data();
   p.hs = hs;
-  for (int i = 0; i < 6; ++i) p.saved[i] = saved[i];
+  p.gates = gates;
+  p.cs = cs;
+  p.h_all = h_all;
 
   std::tie(p.row_blocks, p.rows_per_block) = RowBlocks(B, p.panels);
   RunSteps(pool, T, p.panels * p.row_blocks, [&p](int64_t s, int64_t i) {
@@ -327,8 +333,8 @@ ffi::Error ForwardPlain(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buf
                         ffi::Result<ffi::Buffer<ffi::F32>> hs,
                         ffi::Result<ffi::Buffer<ffi::F32>> h_out,
                         ffi::Result<ffi::Buffer<ffi::F32>> c_out) {
-  float* const none[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
-  return Forward(pool, xs, w, b, h0, c0, mask, reverse, hs->typed_data(), h_out, c_out, none);
+  return Forward(pool, xs, w, b, h0, c0, mask, reverse, hs->typed_data(), h_out, c_out, nullptr,
+                 nullptr, nullptr);
 }
 
 ffi::Error ForwardSaving(
@@ -336,12 +342,10 @@ ffi::Error ForwardSaving(
     ffi::Buffer<ffi::F32> b, ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
     ffi::Buffer<ffi::PRED> mask, bool reverse,
     ffi::Result<ffi::Buffer<ffi::F32>> h_out, ffi::Result<ffi::Buffer<ffi::F32>> c_out,
-    ffi::Result<ffi::Buffer<ffi::F32>> ti, ffi::Result<ffi::Buffer<ffi::F32>> tf,
-    ffi::Result<ffi::Buffer<ffi::F32>> tg, ffi::Result<ffi::Buffer<ffi::F32>> to,
-    ffi::Result<ffi::Buffer<ffi::F32>> cs, ffi::Result<ffi::Buffer<ffi::F32>> h_all) {
-  float* const saved[6] = {ti->typed_data(), tf->typed_data(), tg->typed_data(),
-                           to->typed_data(), cs->typed_data(), h_all->typed_data()};
-  return Forward(pool, xs, w, b, h0, c0, mask, reverse, nullptr, h_out, c_out, saved);
+    ffi::Result<ffi::Buffer<ffi::F32>> gates, ffi::Result<ffi::Buffer<ffi::F32>> cs,
+    ffi::Result<ffi::Buffer<ffi::F32>> h_all) {
+  return Forward(pool, xs, w, b, h0, c0, mask, reverse, nullptr, h_out, c_out,
+                 gates->typed_data(), cs->typed_data(), h_all->typed_data());
 }
 
 
@@ -367,11 +371,11 @@ struct Reverse {
   int64_t steps, batch, hidden;
   bool reverse;                // the forward's direction
   const float* dys;            // (T, B, H)
-  const float* saved[5];       // t_i, t_f, t_g, t_o, c: (T, B, H)
+  const float* cs;             // (T, B, H): c after each step
   const float* c0;             // (B, H): the state before the forward's first step
   const bool* mask;            // (T, B) or null
   const float* packed;         // (panels, 4H, kVecs, kLanes): w_h^T by panels of units
-  float* dgates;               // (T, B, 4H)
+  float* dgates;               // (T, B, 4H): the forward's gates on entry, dG over them
   float* dh;                   // (B, H)
   float* dc;                   // (B, H)
   float* partial;              // (B, panels * kVecs * kLanes): the product's partial sums
@@ -449,10 +453,10 @@ void ReverseGates(const Reverse& p, int64_t t, int64_t panel, int64_t r0, int64_
         for (int g = 0; g < 4; ++g) StorePart(dg + g * H + u, Splat(0.0f), n);
         continue;  // dh and dc held
       }
-      Vec ti = LoadPart(p.saved[0] + out, n), tf = LoadPart(p.saved[1] + out, n);
-      Vec tg = LoadPart(p.saved[2] + out, n), to = LoadPart(p.saved[3] + out, n);
-      Vec c = LoadPart(p.saved[4] + out, n);
-      Vec c_prev = first ? LoadPart(p.c0 + at, n) : LoadPart(p.saved[4] + (before * B + row) * H + u, n);
+      Vec ti = LoadPart(dg + u, n), tf = LoadPart(dg + H + u, n);
+      Vec tg = LoadPart(dg + 2 * H + u, n), to = LoadPart(dg + 3 * H + u, n);
+      Vec c = LoadPart(p.cs + out, n);
+      Vec c_prev = first ? LoadPart(p.c0 + at, n) : LoadPart(p.cs + (before * B + row) * H + u, n);
       Vec tc = Tanh(c);
       Vec dhc = LoadPart(p.dh + at, n) + LoadPart(p.dys + out, n);
       Vec dcc = LoadPart(p.dc + at, n) + dhc * (half * to + half) * (one - tc * tc);
@@ -465,10 +469,12 @@ void ReverseGates(const Reverse& p, int64_t t, int64_t panel, int64_t r0, int64_
   }
 }
 
+// `gates` is aliased to the result `dgates` (jlstm/_cpu_kernel.py asks XLA to
+// alias them, and XLA copies the operand in first where it cannot): the loop
+// reads each step's gates from dgates and writes dG over them, so the backward
+// needs no fresh (T, B, 4H) array.
 ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_h, ffi::Buffer<ffi::F32> dys,
-                    ffi::Buffer<ffi::F32> ti, ffi::Buffer<ffi::F32> tf, ffi::Buffer<ffi::F32> tg,
-                    ffi::Buffer<ffi::F32> to, ffi::Buffer<ffi::F32> cs,
-                    ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> dh, ffi::Buffer<ffi::F32> dc,
+                    ffi::Buffer<ffi::F32> gates, ffi::Buffer<ffi::F32> cs, ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> dh, ffi::Buffer<ffi::F32> dc,
                     ffi::Buffer<ffi::PRED> mask, bool reverse,
                     ffi::Result<ffi::Buffer<ffi::F32>> dgates,
                     ffi::Result<ffi::Buffer<ffi::F32>> dh_out,
@@ -481,6 +487,10 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_h, ffi::Buffer
   if (w_h.dimensions()[0] != H || w_h.dimensions()[1] != 4 * H) {
     return ffi::Error::InvalidArgument("jlstm_lstm_backward: w_h must be (H, 4H)");
   }
+  if (gates.element_count() != T * B * 4 * H || cs.element_count() != T * B * H ||
+      dgates->element_count() != T * B * 4 * H) {
+    return ffi::Error::InvalidArgument("jlstm_lstm_backward: gates must be (T, B, 4H), c (T, B, H)");
+  }
   const bool masked = mask.element_count() > 0;
 
   Reverse p;
@@ -489,11 +499,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_h, ffi::Buffer
   p.hidden = H;
   p.reverse = reverse;
   p.dys = dys.typed_data();
-  p.saved[0] = ti.typed_data();
-  p.saved[1] = tf.typed_data();
-  p.saved[2] = tg.typed_data();
-  p.saved[3] = to.typed_data();
-  p.saved[4] = cs.typed_data();
+  p.cs = cs.typed_data();
   p.c0 = c0.typed_data();
   p.mask = masked ? mask.typed_data() : nullptr;
   p.panels = (H + kVecs * kLanes - 1) / (kVecs * kLanes);
@@ -548,12 +554,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JlstmLstmForward, ForwardPlain,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
-// Returns h_T, c_T, t_i, t_f, t_g, t_o, c and h per step (hs is h, zeroed where masked).
+// Returns h_T, c_T, the gates (T, B, 4H), c and h per step (hs is h, zeroed where masked).
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JlstmLstmForwardSaving, ForwardSaving,
                               JLSTM_FORWARD_ARGS.Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
@@ -564,17 +567,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JlstmLstmBackward, Backward,
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // w_h
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dys
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // t_i
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // t_f
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // t_g
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // t_o
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // gates (T, B, 4H)
                                   .Arg<ffi::Buffer<ffi::F32>>()  // c per step
                                   .Arg<ffi::Buffer<ffi::F32>>()  // c0
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dh
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dc
                                   .Arg<ffi::Buffer<ffi::PRED>>()
                                   .Attr<bool>("reverse")
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // dG
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dG, over the gates
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh before
                                   .Ret<ffi::Buffer<ffi::F32>>());  // dc before
 
