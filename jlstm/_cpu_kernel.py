@@ -67,7 +67,7 @@ def usable(batch: int = 1, inputs: int = 1, hidden: int = 1) -> bool:
     return _vector_lanes() >= 16 or batch * (inputs + hidden) * 4 * hidden <= _NARROW_MAX_STEP
 
 
-def forward(params, xs, h0, c0, mask, w, b, *, reverse: bool, save: bool, scan):
+def forward(params, xs, h0, c0, mask, w, b, *, reverse: bool, save: bool, scan, batch_major=False):
     """The forward recurrence: the kernel on the CPU backend, ``scan(*args)`` elsewhere.
 
     ``scan`` is ``_fused._forward_scan`` with the same arguments and results;
@@ -75,31 +75,38 @@ def forward(params, xs, h0, c0, mask, w, b, *, reverse: bool, save: bool, scan):
     (``_fused._scaled_weights``). Returns ``(hs, h_T, c_T, saved)``, ``saved``
     ``(gates (T, B, 4H), c, h)`` (see ``_fused._G``) or None.
 
+    With ``batch_major``, ``xs`` is (B, T, I) and ``hs`` (B, T, H): the kernels
+    read and write that layout as it lies, with no transposing copy (the
+    saved arrays stay time-major).
+
     Shapes:
       xs: (T, B, I), mask: (T, B) | None, h0, c0: (B, H) -> hs: (T, B, H)
     """
     steps, batch, _ = xs.shape
+    if batch_major:
+        batch, steps = steps, batch
     hidden = h0.shape[-1]
     seq = jax.ShapeDtypeStruct((steps, batch, hidden), jnp.float32)
+    out = jax.ShapeDtypeStruct((batch, steps, hidden) if batch_major else seq.shape, jnp.float32)
     state = jax.ShapeDtypeStruct((batch, hidden), jnp.float32)
 
     def kernel(params, xs, h0, c0, mask, w, b):
         operands = (xs, w, b, h0, c0, _mask_operand(mask))
         if not save:
             call = jax.ffi.ffi_call(
-                "jlstm_lstm_forward", [seq, state, state], vmap_method="sequential"
+                "jlstm_lstm_forward", [out, state, state], vmap_method="sequential"
             )
-            hs, h, c = call(*operands, reverse=reverse)
+            hs, h, c = call(*operands, reverse=reverse, batch_major=batch_major)
             return hs, h, c, None
         gates = jax.ShapeDtypeStruct((steps, batch, 4 * hidden), jnp.float32)
         call = jax.ffi.ffi_call(
             "jlstm_lstm_forward_saving", [state, state, gates, seq, seq], vmap_method="sequential"
         )
-        h, c, *saved = call(*operands, reverse=reverse)
+        h, c, *saved = call(*operands, reverse=reverse, batch_major=batch_major)
         hs = saved[-1]  # the state after each step; the output is zero where masked
         if mask is not None:
             hs = jnp.where(mask[:, :, None], hs, jnp.zeros_like(hs))
-        return hs, h, c, tuple(saved)
+        return jnp.swapaxes(hs, 0, 1) if batch_major else hs, h, c, tuple(saved)
 
     return _kernel_or_scan(kernel, scan, params, xs, h0, c0, mask, w, b)
 

@@ -31,6 +31,11 @@ AVX-512 CPU; see ``benchmarks/RESULTS.md``):
   two threads (XLA:CPU runs it on one) and the gate arithmetic done on the
   product's registers. Other platforms, and machines where the kernel cannot
   be built, run the scans below; the large all-steps products stay with XLA.
+* **No transposes around the kernels.** Batch-first callers (``layer``'s
+  default) hand the kernels xs as (B, T, I), and the forward writes hs as
+  (B, T, H): the kernels read a row of a step with a stride instead of
+  reading a time-major copy (``batch_major``). Inside the custom VJP's rules
+  everything is time-major, so the backward is unchanged.
 * ``remat=True`` keeps only the state at every ``k``-th step (k about sqrt(T))
   and recomputes one segment at a time in the backward pass, so memory for
   long sequences stays O(T / k + k) steps instead of O(T).
@@ -106,24 +111,39 @@ def fused_scan(
     unroll: int = 1,
     remat: bool = False,
     dtype=None,
+    batch_major: bool = False,
 ) -> tuple[Array, LSTMState]:
     """The whole layer with a custom VJP; same contract as ``layer._scan``.
+
+    With ``batch_major``, ``xs`` is (B, T, I) and ``hs`` (B, T, H): the CPU
+    kernels read and write them as they lie (a forward without the two
+    transposing copies measured 4-5% faster at S4); elsewhere they are
+    transposed here, as the caller would.
 
     Shapes:
       xs: (T, B, I), mask: (T, B) | None, state: (B, H) -> hs: (T, B, H)
     """
     steps, batch, inputs = xs.shape
+    if batch_major:
+        batch, steps = steps, batch
     hidden = state.h.shape[-1]
     compute = np.dtype(params.w_h.dtype if dtype is None else dtype)
+    kernel = _kernel_applies(compute, state.c.dtype, batch, inputs, hidden)
     config = _Config(
         reverse=bool(reverse),
         compute=compute,
         unroll=int(unroll),
         segment=_segment_length(steps) if remat else 0,
         batch_in_place=jax.device_count() > 1 or hidden >= _IN_PLACE_HIDDEN,
-        kernel=_kernel_applies(compute, state.c.dtype, batch, inputs, hidden),
+        kernel=kernel,
+        batch_major=batch_major and kernel and not remat,
     )
-    hs, h, c = _run(params, xs.astype(state.c.dtype), state.h, state.c, mask, config)
+    xs = xs.astype(state.c.dtype)
+    if batch_major and not config.batch_major:
+        xs = jnp.swapaxes(xs, 0, 1)
+    hs, h, c = _run(params, xs, state.h, state.c, mask, config)
+    if batch_major and not config.batch_major:
+        hs = jnp.swapaxes(hs, 0, 1)
     return hs, LSTMState(h, c)
 
 
@@ -143,6 +163,9 @@ class _Config(NamedTuple):
     segment: int  # 0: save every step; k > 0: checkpoint the state every k steps (remat)
     batch_in_place: bool = False  # weight gradients contract (T, B) unreshaped (see _weight_grads)
     kernel: bool = False  # both loops run jlstm._cpu_kernel on the CPU backend
+    # xs and hs are (B, T, .) at the custom VJP's boundary (with kernel, without
+    # remat); everything inside the VJP rules is time-major.
+    batch_major: bool = False
 
 
 def _kernel_applies(compute, state_dtype, batch: int, inputs: int, hidden: int) -> bool:
@@ -193,11 +216,33 @@ def _forward(params, xs, h0, c0, mask, config: _Config, *, save: bool):
     """
     w, b = _scaled_weights(params, config, c0.dtype)
     scan = functools.partial(_forward_scan, config=config, save=save)
+    if config.batch_major:
+        scan = _batch_major_io(scan)
     if not config.kernel:
         return scan(params, xs, h0, c0, mask, w, b)
     return _cpu_kernel.forward(
-        params, xs, h0, c0, mask, w, b, reverse=config.reverse, save=save, scan=scan
+        params,
+        xs,
+        h0,
+        c0,
+        mask,
+        w,
+        b,
+        reverse=config.reverse,
+        save=save,
+        scan=scan,
+        batch_major=config.batch_major,
     )
+
+
+def _batch_major_io(scan):
+    """``scan`` (time-major) taking xs (B, T, I) and returning hs (B, T, H)."""
+
+    def run(params, xs, h0, c0, mask, w, b):
+        hs, h, c, saved = scan(params, jnp.swapaxes(xs, 0, 1), h0, c0, mask, w, b)
+        return jnp.swapaxes(hs, 0, 1), h, c, saved
+
+    return run
 
 
 def _forward_scan(params, xs, h0, c0, mask, w, b, *, config: _Config, save: bool):
@@ -394,9 +439,13 @@ def _stored_rules(config: _Config):
     def bwd(residuals, cotangents):
         params, xs, h0, c0, mask, saved = residuals
         dys, dh, dc = cotangents
+        if config.batch_major:  # the backward runs time-major
+            xs, dys = jnp.swapaxes(xs, 0, 1), jnp.swapaxes(dys, 0, 1)
         dgates, dh, dc = _backward_scan(params, saved, dys, dh, dc, c0, mask, config)
         h_prev = _shift_in(h0, saved[_H], config.reverse)
         dw_x, dw_h, db, dxs = _weight_grads(xs, h_prev, dgates, params, config)
+        if config.batch_major:
+            dxs = jnp.swapaxes(dxs, 0, 1)
         return _finish(params, xs, h0, c0, dw_x, dw_h, db, dxs, dh, dc)
 
     return fwd, bwd

@@ -94,22 +94,34 @@ def layer(
     if not isinstance(unroll, int | bool) or unroll < 1:
         raise ValueError(f"unroll must be a positive integer; got {unroll!r}")
 
-    # Everything below works on one flat batch axis, time-major: (T, B, F).
-    if not time_major:
-        xs = jnp.moveaxis(xs, -2, 0)
-    steps, batch_shape = xs.shape[0], xs.shape[1:-1]
-    xs = xs.reshape(steps, math.prod(batch_shape), input_size)  # (T, B, I)
+    # Everything below works on one flat batch axis: xs (T, B, I), or (B, T, I)
+    # when batch-major; the mask (T, B) either way.
+    if time_major:
+        steps, batch_shape = xs.shape[0], xs.shape[1:-1]
+        xs = xs.reshape(steps, math.prod(batch_shape), input_size)  # (T, B, I)
+    else:
+        steps, batch_shape = xs.shape[-2], xs.shape[:-2]
+        xs = xs.reshape(math.prod(batch_shape), steps, input_size)  # (B, T, I)
 
     mask = _time_major_mask(lengths, mask, steps, batch_shape, time_major)  # (T, B) | None
     state = _initial_state(initial_state, batch_shape, hidden, state_dtype(params.w_h.dtype))
 
     hs, final = _scan(
-        params, xs, state, mask, reverse=reverse, unroll=unroll, remat=remat, dtype=dtype
+        params,
+        xs,
+        state,
+        mask,
+        reverse=reverse,
+        unroll=unroll,
+        remat=remat,
+        dtype=dtype,
+        batch_major=not time_major,
     )
 
-    hs = hs.reshape(steps, *batch_shape, hidden)
-    if not time_major:
-        hs = jnp.moveaxis(hs, 0, -2)
+    if time_major:
+        hs = hs.reshape(steps, *batch_shape, hidden)
+    else:
+        hs = hs.reshape(*batch_shape, steps, hidden)
     final = LSTMState(*(a.reshape(*batch_shape, hidden) for a in final))
     return hs, final
 
@@ -124,6 +136,7 @@ def _scan(
     unroll: int,
     remat: bool,
     dtype,
+    batch_major: bool = False,
 ) -> tuple[Array, LSTMState]:
     """The loop. The one place where a time step is formed.
 
@@ -132,15 +145,16 @@ def _scan(
     float tolerance in values and gradients (``tests/test_fast_path.py``).
 
     Shapes:
-      xs: (T, B, I), mask: (T, B) | None, state: (B, H) -> hs: (T, B, H)
+      xs: (T, B, I), mask: (T, B) | None, state: (B, H) -> hs: (T, B, H);
+      with ``batch_major``, xs: (B, T, I) -> hs: (B, T, H)
     """
+    kw = dict(reverse=reverse, unroll=unroll, remat=remat, dtype=dtype)
     if _fused.ENABLED and _fused.supported(params, xs, state, dtype):
-        return _fused.fused_scan(
-            params, xs, state, mask, reverse=reverse, unroll=unroll, remat=remat, dtype=dtype
-        )
-    return _scan_reference(
-        params, xs, state, mask, reverse=reverse, unroll=unroll, remat=remat, dtype=dtype
-    )
+        return _fused.fused_scan(params, xs, state, mask, batch_major=batch_major, **kw)
+    if batch_major:
+        xs = jnp.swapaxes(xs, 0, 1)
+    hs, final = _scan_reference(params, xs, state, mask, **kw)
+    return (jnp.swapaxes(hs, 0, 1) if batch_major else hs), final
 
 
 def _scan_reference(

@@ -58,6 +58,48 @@ def forwards(batch, steps, inputs, hidden, *, reverse, masked, save, seed=0):
     return run(True), run(False)
 
 
+@needs_kernel
+@pytest.mark.parametrize("batch, steps, inputs, hidden", [(5, 7, 3, 20), (13, 6, 40, 64)])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("save", [False, True])
+@pytest.mark.parametrize("kernel", [True, False])  # False: the scan that stands in off the CPU
+def test_batch_major_io_equals_time_major(batch, steps, inputs, hidden, masked, save, kernel):
+    """xs (B, T, I) in and hs (B, T, H) out, read and written as they lie."""
+    keys = jax.random.split(jax.random.key(3), 4)
+    params = init_params(keys[0], inputs, hidden)
+    xs = jax.random.normal(keys[1], (steps, batch, inputs))
+    h0 = c0 = 0.5 * jax.random.normal(keys[2], (batch, hidden))
+    mask = jax.random.uniform(keys[3], (steps, batch)) < 0.7 if masked else None
+    config = _fused._Config(
+        reverse=False, compute=np.dtype(jnp.float32), unroll=1, segment=0, kernel=kernel
+    )
+
+    def run(x, batch_major):
+        def f(params, xs, h0, c0, mask):
+            return _fused._forward(
+                params, xs, h0, c0, mask, config._replace(batch_major=batch_major), save=save
+            )
+
+        return jax.jit(f)(params, x, h0, c0, mask)
+
+    (hs, h, c, saved), want = run(jnp.swapaxes(xs, 0, 1), True), run(xs, False)
+    assert hs.shape == (batch, steps, hidden)
+    np.testing.assert_array_equal(np.asarray(hs), np.swapaxes(np.asarray(want[0]), 0, 1))
+    for g, w in zip(jax.tree.leaves((h, c, saved)), jax.tree.leaves(want[1:]), strict=True):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+@needs_kernel
+def test_layer_hands_the_kernel_batch_major_inputs():
+    """Batch-first layer calls reach the kernels without a transposing copy."""
+    params = init_params(jax.random.key(0), 3, 20)
+    xs = jnp.ones((4, 6, 3))
+    text = jax.jit(lambda p, x: layer(p, x)[0]).lower(params, xs).as_text()
+    assert "jlstm_lstm_forward" in text and "batch_major = true" in text
+    text = jax.jit(lambda p, x: layer(p, x, time_major=True)[0]).lower(params, xs).as_text()
+    assert "batch_major = false" in text
+
+
 @pytest.mark.parametrize("masked", [False, True])
 def test_scan_saves_either_gate_layout(masked):
     """The scan that stands in for the kernels off the CPU saves the gates packed."""

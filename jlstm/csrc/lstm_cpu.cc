@@ -21,9 +21,10 @@
 // Forward. The arithmetic is _fused.py's: the i, f and o columns of w and b
 // arrive halved, one tanh gives all four gates (sigmoid(a) = (1 + tanh(a / 2))
 // / 2), c_t = f c_{t-1} + i g, h_t = o tanh(c_t); where the mask is false the
-// state is held and the output is zero. Shapes: xs (T, B, I), w (I + H, 4H),
-// b (4H,), h0, c0 (B, H), mask (T, B) or (0, 0) for none. Outputs: hs (T, B,
-// H), h_T, c_T (B, H); the saving variant returns h_T, c_T, the gates in
+// state is held and the output is zero. Shapes: xs (T, B, I), or (B, T, I)
+// with the attribute batch_major, w (I + H, 4H), b (4H,), h0, c0 (B, H), mask
+// (T, B) or (0, 0) for none. Outputs: hs (T, B, H), or (B, T, H) with
+// batch_major, h_T, c_T (B, H); the saving variant returns h_T, c_T, the gates in
 // tanh form, (T, B, 4H) in the order of w's columns, and c and h after each
 // step, (T, B, H) each, in place of hs (which is h, zeroed where masked).
 
@@ -117,13 +118,15 @@ inline void Pause() {
 struct Problem {
   int64_t steps, batch, input, hidden;
   bool reverse;
-  const float* xs;     // (T, B, I)
+  const float* xs;     // (T, B, I), or (B, T, I) when batch-major
+  int64_t x_step, x_row;  // strides of xs between steps and between rows
   const bool* mask;    // (T, B) or null
   const float* bias;   // (4H,), i, f, o halved
   const float* packed;  // (panels, I + H, 4, kLanes)
   float* h[2];         // ping-pong (B, H): the state before / after a step
   float* c;            // (B, H), updated in place
-  float* hs;           // (T, B, H), or null when saving (h_all holds h)
+  float* hs;           // (T, B, H) or (B, T, H) like xs; null when saving (h_all holds h)
+  int64_t hs_step, hs_row;  // strides of hs
   float* gates;        // (T, B, 4H): t_i, t_f, t_g, t_o of each row, or null
   float* cs;           // (T, B, H): c after each step, or null
   float* h_all;        // (T, B, H): h after each step (held where masked), or null
@@ -155,7 +158,7 @@ void Block(const Problem& p, int64_t s, int64_t panel, int64_t r0) {
   const int64_t I = p.input, H = p.hidden, K = I + H;
   const float* hp = p.h[s & 1];
   float* hn = p.h[(s + 1) & 1];
-  const float* x = p.xs + (t * p.batch + r0) * I;
+  const float* x = p.xs + t * p.x_step + r0 * p.x_row;
   const float* h_prev = hp + r0 * H;
   const float* w = p.packed + panel * K * 4 * kLanes;
   const int64_t u0 = panel * kLanes;
@@ -166,7 +169,7 @@ void Block(const Problem& p, int64_t s, int64_t panel, int64_t r0) {
     Vec bg = LoadPart(p.bias + g * H + u0, n);
     for (int r = 0; r < R; ++r) acc[r][g] = bg;
   }
-  Accumulate<R>(acc, x, I, w, I);                          // x_t [w_x]
+  Accumulate<R>(acc, x, p.x_row, w, I);                    // x_t [w_x]
   Accumulate<R>(acc, h_prev, H, w + I * 4 * kLanes, H);    // h_{t-1} [w_h]
 
   const Vec half = Splat(0.5f);
@@ -186,7 +189,7 @@ void Block(const Problem& p, int64_t s, int64_t panel, int64_t r0) {
     }
     StorePart(p.c + at, c_new, n);
     StorePart(hn + at, h_new, n);
-    if (p.hs != nullptr) StorePart(p.hs + out, y, n);
+    if (p.hs != nullptr) StorePart(p.hs + t * p.hs_step + row * p.hs_row + u0, y, n);
     if (p.gates != nullptr) {
       float* g = p.gates + (t * p.batch + row) * 4 * H + u0;
       StorePart(g, ti, n);
@@ -274,15 +277,16 @@ void Pack(const float* w, int64_t K, int64_t H, int64_t panels, float* out) {
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<ffi::F32> w,
                    ffi::Buffer<ffi::F32> b, ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
-                   ffi::Buffer<ffi::PRED> mask, bool reverse, float* hs,
+                   ffi::Buffer<ffi::PRED> mask, bool reverse, bool batch_major, float* hs,
                    ffi::Result<ffi::Buffer<ffi::F32>> h_out,
                    ffi::Result<ffi::Buffer<ffi::F32>> c_out, float* gates, float* cs,
                    float* h_all) {
   const auto dims = xs.dimensions();
   if (dims.size() != 3 || w.dimensions().size() != 2 || h0.dimensions().size() != 2) {
-    return ffi::Error::InvalidArgument("jlstm_lstm_forward: xs must be (T, B, I), w (I + H, 4H)");
+    return ffi::Error::InvalidArgument(
+        "jlstm_lstm_forward: xs must be (T, B, I) or (B, T, I), w (I + H, 4H)");
   }
-  const int64_t T = dims[0], B = dims[1], I = dims[2];
+  const int64_t T = dims[batch_major ? 1 : 0], B = dims[batch_major ? 0 : 1], I = dims[2];
   const int64_t H = h0.dimensions()[1];
   if (w.dimensions()[0] != I + H || w.dimensions()[1] != 4 * H || h0.dimensions()[0] != B) {
     return ffi::Error::InvalidArgument("jlstm_lstm_forward: shapes of xs, w and h0 disagree");
@@ -299,6 +303,10 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<f
   p.hidden = H;
   p.reverse = reverse;
   p.xs = xs.typed_data();
+  p.x_step = batch_major ? I : B * I;
+  p.x_row = batch_major ? T * I : I;
+  p.hs_step = batch_major ? H : B * H;
+  p.hs_row = batch_major ? T * H : H;
   p.mask = masked ? mask.typed_data() : nullptr;
   p.bias = b.typed_data();
   p.panels = (H + kLanes - 1) / kLanes;
@@ -330,21 +338,21 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<f
 ffi::Error ForwardPlain(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<ffi::F32> w,
                         ffi::Buffer<ffi::F32> b, ffi::Buffer<ffi::F32> h0,
                         ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::PRED> mask, bool reverse,
-                        ffi::Result<ffi::Buffer<ffi::F32>> hs,
+                        bool batch_major, ffi::Result<ffi::Buffer<ffi::F32>> hs,
                         ffi::Result<ffi::Buffer<ffi::F32>> h_out,
                         ffi::Result<ffi::Buffer<ffi::F32>> c_out) {
-  return Forward(pool, xs, w, b, h0, c0, mask, reverse, hs->typed_data(), h_out, c_out, nullptr,
-                 nullptr, nullptr);
+  return Forward(pool, xs, w, b, h0, c0, mask, reverse, batch_major, hs->typed_data(), h_out,
+                 c_out, nullptr, nullptr, nullptr);
 }
 
 ffi::Error ForwardSaving(
     ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<ffi::F32> w,
     ffi::Buffer<ffi::F32> b, ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
-    ffi::Buffer<ffi::PRED> mask, bool reverse,
+    ffi::Buffer<ffi::PRED> mask, bool reverse, bool batch_major,
     ffi::Result<ffi::Buffer<ffi::F32>> h_out, ffi::Result<ffi::Buffer<ffi::F32>> c_out,
     ffi::Result<ffi::Buffer<ffi::F32>> gates, ffi::Result<ffi::Buffer<ffi::F32>> cs,
     ffi::Result<ffi::Buffer<ffi::F32>> h_all) {
-  return Forward(pool, xs, w, b, h0, c0, mask, reverse, nullptr, h_out, c_out,
+  return Forward(pool, xs, w, b, h0, c0, mask, reverse, batch_major, nullptr, h_out, c_out,
                  gates->typed_data(), cs->typed_data(), h_all->typed_data());
 }
 
@@ -546,7 +554,8 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_h, ffi::Buffer
       .Arg<ffi::Buffer<ffi::F32>>()  \
       .Arg<ffi::Buffer<ffi::F32>>()  \
       .Arg<ffi::Buffer<ffi::PRED>>() \
-      .Attr<bool>("reverse")
+      .Attr<bool>("reverse")         \
+      .Attr<bool>("batch_major")
 
 // Returns hs, h_T, c_T.
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JlstmLstmForward, ForwardPlain,
