@@ -139,10 +139,11 @@ def fused_scan(
         batch_major=batch_major and kernel and not remat,
     )
     xs = xs.astype(state.c.dtype)
-    if batch_major and not config.batch_major:
+    transpose = batch_major and not config.batch_major  # the loops run time-major
+    if transpose:
         xs = jnp.swapaxes(xs, 0, 1)
     hs, h, c = _run(params, xs, state.h, state.c, mask, config)
-    if batch_major and not config.batch_major:
+    if transpose:
         hs = jnp.swapaxes(hs, 0, 1)
     return hs, LSTMState(h, c)
 

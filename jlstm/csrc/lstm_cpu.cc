@@ -482,7 +482,8 @@ void ReverseGates(const Reverse& p, int64_t t, int64_t panel, int64_t r0, int64_
 // reads each step's gates from dgates and writes dG over them, so the backward
 // needs no fresh (T, B, 4H) array.
 ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_h, ffi::Buffer<ffi::F32> dys,
-                    ffi::Buffer<ffi::F32> gates, ffi::Buffer<ffi::F32> cs, ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> dh, ffi::Buffer<ffi::F32> dc,
+                    ffi::Buffer<ffi::F32> gates, ffi::Buffer<ffi::F32> cs,
+                    ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::F32> dh, ffi::Buffer<ffi::F32> dc,
                     ffi::Buffer<ffi::PRED> mask, bool reverse,
                     ffi::Result<ffi::Buffer<ffi::F32>> dgates,
                     ffi::Result<ffi::Buffer<ffi::F32>> dh_out,
@@ -497,7 +498,8 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_h, ffi::Buffer
   }
   if (gates.element_count() != T * B * 4 * H || cs.element_count() != T * B * H ||
       dgates->element_count() != T * B * 4 * H) {
-    return ffi::Error::InvalidArgument("jlstm_lstm_backward: gates must be (T, B, 4H), c (T, B, H)");
+    return ffi::Error::InvalidArgument(
+        "jlstm_lstm_backward: gates must be (T, B, 4H), c (T, B, H)");
   }
   const bool masked = mask.element_count() > 0;
 
