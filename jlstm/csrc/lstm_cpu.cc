@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -113,6 +114,25 @@ inline void Pause() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// Waits until done() holds: spins briefly, then yields the core on every try.
+// The process has more threads than cores (XLA's pool, its dispatch thread), so
+// a partner holding an item can be descheduled while this thread spins; yielding
+// lets it, or whatever displaced it, run. Spinning without yielding left jlstm's
+// threads waiting for a core 30-60% of a small call's time; yielding after 100
+// pauses (about 2 us) cut that to 10-25% and S1's forward by about 10%, with the
+// large shapes level (benchmarks/README.md).
+template <typename Done>
+void WaitUntil(const Done& done) {
+  constexpr int kSpins = 100;
+  for (int i = 0; !done(); ++i) {
+    if (i < kSpins) {
+      Pause();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 struct Problem {
@@ -225,7 +245,7 @@ void Work(const F& item, Team& team, int64_t items, int64_t total) {
     const int64_t w = team.next.fetch_add(1);
     if (w >= total) return;
     const int64_t ready = (w / items) * items;
-    while (team.completed.load(std::memory_order_acquire) < ready) Pause();
+    WaitUntil([&] { return team.completed.load(std::memory_order_acquire) >= ready; });
     item(w / items, w % items);
     team.completed.fetch_add(1, std::memory_order_release);
   }
@@ -246,9 +266,9 @@ void RunSteps(ffi::ThreadPool& pool, int64_t steps, int64_t items, const F& item
     });
   }
   Work(item, *team, items, total);
-  while (team->completed.load(std::memory_order_acquire) < total) Pause();
+  WaitUntil([&] { return team->completed.load(std::memory_order_acquire) >= total; });
   team->finished.store(true);
-  while (team->active.load() > 0) Pause();
+  WaitUntil([&] { return team->active.load() == 0; });
 }
 
 // Row blocks of whole register tiles, enough of them that a step has about
