@@ -377,11 +377,12 @@ def main(argv=None):
         "(oneDNN) runs eagerly with `torch.set_num_threads(2)`. 'first call' is the wall time "
         "of the first call (trace + compile + one run for JAX).",
         "- Each round calls every implementation in turn, repeating a call until the round "
-        "lasts ≥ 0.2 s; the figure is the median over rounds. A round during which this "
-        "process's threads waited for a CPU more than 10% of the time (Linux schedstat: "
-        "another process had the core) is run again; 'clean rounds' counts rounds under that "
-        f"bar (fwd+fwd+bwd), of the {args.rounds}+{args.rounds} needed. Where fewer were "
-        "clean, the least disturbed ones were used.",
+        "lasts ≥ 0.2 s; the figure is the median over rounds. A round during which other "
+        "processes (or the hypervisor) took more than 10% of a core (the machine's busy time "
+        "in /proc/stat less this process's own CPU time) is run again; 'clean rounds' counts "
+        f"rounds under that bar (fwd+fwd+bwd), of the {args.rounds}+{args.rounds} needed. "
+        "Where fewer were clean, the least disturbed ones were used. Waits among an "
+        "implementation's own threads are part of its time, not interference.",
         "- FLOPs: fwd = 2·B·T·(I+H)·4H + 10·B·T·H; fwd+bwd = 3 × fwd (shared/PEERS.md). "
         "Percent of peak uses the measured 2048³ float32 matmul rate above.",
         f"- `{PLAIN}` is jlstm with its fast path switched off (`jlstm._fused.ENABLED = "

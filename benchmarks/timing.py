@@ -5,18 +5,24 @@ until the round lasts at least ``min_round_s`` so that short calls are timed
 over many repetitions. The result per implementation is the median over
 rounds.
 
-On a machine shared with other jobs a round can be slowed by them. Linux
-records, per thread, how long it was runnable but waiting for a CPU
-(``/proc/<pid>/task/<tid>/schedstat``); a round during which this process's
-threads waited for more than ``max_wait`` of its duration is set aside and
-run again, up to ``max_rounds`` rounds in all. Only "clean" rounds enter the
-median when at least ``rounds`` of them were collected; otherwise the
-``rounds`` least disturbed ones do, and the report says so.
+On a machine shared with other jobs a round can be slowed by them. The CPU
+time that *other* processes (and, on a virtual machine, the hypervisor) took
+during a round is the machine's busy time from ``/proc/stat`` less this
+process's own CPU time (``getrusage``). A round during which others took more
+than ``max_other`` of one core is set aside and run again, up to
+``max_rounds`` rounds in all. Only "clean" rounds enter the median when at
+least ``rounds`` of them were collected; otherwise the ``rounds`` least
+disturbed ones do, and the report says so.
+
+Waits among this process's own threads are not interference: an
+implementation that runs more threads than there are cores pays for that in
+its time, and every round it runs counts alike.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -32,20 +38,46 @@ class Stats:
     reps: int  # calls per round
 
 
-def _wait_ns() -> int:
-    """Total time this process's threads have spent waiting on a run queue (ns)."""
-    total = 0
+def _idle_cpu_s() -> tuple[float, int] | None:
+    """(idle CPU-seconds of the whole machine since boot, number of CPUs), or None."""
     try:
-        tids = os.listdir("/proc/self/task")
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
     except OSError:
-        return 0
-    for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+        return None
+    fields = lines[0].split()
+    if fields[0] != "cpu" or len(fields) < 6:
+        return None
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    ticks = int(fields[4]) + int(fields[5])  # idle + iowait
+    return ticks / os.sysconf("SC_CLK_TCK"), cpus
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _OtherLoad:
+    """CPU time taken by other processes over an interval, in cores (0 = none).
+
+    ``/proc/stat`` counts in clock ticks (10 ms), so a single reading is good
+    to about 10 ms of CPU time; over a 0.2 s round that is 0.05 of a core.
+    Without ``/proc/stat`` every round reads 0.
+    """
+
+    def start(self) -> None:
+        self._idle = _idle_cpu_s()
+        self._own = _own_cpu_s()
+        self._t = time.perf_counter()
+
+    def stop(self) -> float:
+        elapsed = time.perf_counter() - self._t
+        idle = _idle_cpu_s()
+        if self._idle is None or idle is None:
+            return 0.0
+        busy = idle[1] * elapsed - (idle[0] - self._idle[0])
+        return max(0.0, busy - (_own_cpu_s() - self._own)) / elapsed
 
 
 def measure(
@@ -53,7 +85,7 @@ def measure(
     *,
     rounds: int = 7,
     min_round_s: float = 0.2,
-    max_wait: float = 0.1,
+    max_other: float = 0.1,
     max_rounds: int | None = None,
     pause_s: float = 0.02,
 ) -> dict[str, Stats]:
@@ -68,6 +100,7 @@ def measure(
         reps[name] = max(1, round(min_round_s / max(once, 1e-6)))
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     clean = dict.fromkeys(fns, 0)
+    load = _OtherLoad()
     for _ in range(max_rounds):
         if min(clean.values()) >= rounds:
             break
@@ -75,16 +108,17 @@ def measure(
             if clean[name] >= rounds:
                 continue
             time.sleep(pause_s)  # let spinning worker threads of the previous one go idle
-            wait0, start = _wait_ns(), time.perf_counter()
+            load.start()
+            start = time.perf_counter()
             for _ in range(reps[name]):
                 fn()
             elapsed = time.perf_counter() - start
-            waited = (_wait_ns() - wait0) * 1e-9 / elapsed
-            samples[name].append((elapsed / reps[name] * 1e3, waited))
-            clean[name] += waited <= max_wait
+            other = load.stop()
+            samples[name].append((elapsed / reps[name] * 1e3, other))
+            clean[name] += other <= max_other
     out = {}
     for name, values in samples.items():
-        good = [v for v in values if v[1] <= max_wait]
+        good = [v for v in values if v[1] <= max_other]
         chosen = good if len(good) >= rounds else sorted(values, key=lambda v: v[1])[:rounds]
         times = [v[0] for v in chosen]
         out[name] = Stats(
