@@ -138,13 +138,8 @@ def fused_scan(
         kernel=kernel,
         batch_major=batch_major and kernel and not remat,
     )
-    xs = xs.astype(state.c.dtype)
-    transpose = batch_major and not config.batch_major  # the loops run time-major
-    if transpose:
-        xs = jnp.swapaxes(xs, 0, 1)
-    hs, h, c = _run(params, xs, state.h, state.c, mask, config)
-    if transpose:
-        hs = jnp.swapaxes(hs, 0, 1)
+    run = batch_major_io(_run) if batch_major and not config.batch_major else _run
+    hs, h, c = run(params, xs.astype(state.c.dtype), state.h, state.c, mask, config)
     return hs, LSTMState(h, c)
 
 
@@ -218,7 +213,7 @@ def _forward(params, xs, h0, c0, mask, config: _Config, *, save: bool):
     w, b = _scaled_weights(params, config, c0.dtype)
     scan = functools.partial(_forward_scan, config=config, save=save)
     if config.batch_major:
-        scan = _batch_major_io(scan)
+        scan = batch_major_io(scan)
     if not config.kernel:
         return scan(params, xs, h0, c0, mask, w, b)
     return _cpu_kernel.forward(
@@ -236,12 +231,13 @@ def _forward(params, xs, h0, c0, mask, config: _Config, *, save: bool):
     )
 
 
-def _batch_major_io(scan):
-    """``scan`` (time-major) taking xs (B, T, I) and returning hs (B, T, H)."""
+def batch_major_io(fn):
+    """A time-major loop ``fn(params, xs (T, B, I), ...) -> (hs (T, B, H), ...)`` taking
+    xs as (B, T, I) and returning hs as (B, T, H), by transposing around it."""
 
-    def run(params, xs, h0, c0, mask, w, b):
-        hs, h, c, saved = scan(params, jnp.swapaxes(xs, 0, 1), h0, c0, mask, w, b)
-        return jnp.swapaxes(hs, 0, 1), h, c, saved
+    def run(params, xs, *args, **kwargs):
+        hs, *rest = fn(params, jnp.swapaxes(xs, 0, 1), *args, **kwargs)
+        return (jnp.swapaxes(hs, 0, 1), *rest)
 
     return run
 

@@ -151,10 +151,8 @@ def _scan(
     kw = dict(reverse=reverse, unroll=unroll, remat=remat, dtype=dtype)
     if _fused.ENABLED and _fused.supported(params, xs, state, dtype):
         return _fused.fused_scan(params, xs, state, mask, batch_major=batch_major, **kw)
-    if batch_major:
-        xs = jnp.swapaxes(xs, 0, 1)
-    hs, final = _scan_reference(params, xs, state, mask, **kw)
-    return (jnp.swapaxes(hs, 0, 1) if batch_major else hs), final
+    reference = _fused.batch_major_io(_scan_reference) if batch_major else _scan_reference
+    return reference(params, xs, state, mask, **kw)
 
 
 def _scan_reference(
