@@ -1,0 +1,34 @@
+"""Install and test habits: pytest's settings, the CI script, the packaged configs and
+the ``jlstm-train`` entry point."""
+
+import subprocess
+import sys
+import tomllib
+
+from train_helpers import REPO
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+PYTEST = PYPROJECT["tool"]["pytest"]["ini_options"]
+
+
+def test_pytest_runs_without_xdist():
+    """Parallel runs are the CI script's choice, not forced by addopts."""
+    assert "-n" not in PYTEST["addopts"].split()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:xdist", "--collect-only", "-q"]
+        + ["tests/train/test_train_optim.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ci_runs_the_tests_in_parallel():
+    lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if "pytest" in line]
+    assert any(line.endswith("python -m pytest -n auto --maxprocesses=4") for line in lines)
+
+
+def test_slow_marker_is_registered():
+    assert any(m.startswith("slow:") for m in PYTEST["markers"])
