@@ -109,18 +109,18 @@ Smoke variant (seconds): --config configs/charlm.py:smoke
 
 import ml_collections
 
+from jlstm.configs import default
+from jlstm.train.errors import ConfigError
+
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.seed = 0  # root of all randomness: initialisation, dropout
+    config = default.get_config()
     config.task = "charlm"  # predict the next character
 
-    config.model = ml_collections.ConfigDict()
     config.model.hidden_size = 384  # LSTM units
-    config.model.forget_bias = 1.0  # initial forget-gate bias: larger remembers longer at first
     config.model.embed_dim = 64  # character embedding size
-    config.model.num_layers = 1  # stacked LSTM layers
-    config.model.dropout = 0.0  # dropout between LSTM layers
+    for key in ("bidirectional", "pooling", "attention", "num_heads"):
+        del config.model[key]  # a language model reads left to right and predicts every step
     # Evaluation mixes in a continuous cache over the last cache_size hidden
     # states (jlstm.cache; 0: the LSTM alone). theta and lambda were chosen on
     # training text (see above).
@@ -138,43 +138,32 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.eval_batch_size = 16  # parallel streams in evaluation
     config.data.eval_chunk_length = 100  # characters per evaluation step (speed only)
 
-    num_steps = ml_collections.FieldReference(26000)
-    config.optim = ml_collections.ConfigDict()
     config.optim.name = "adam"  # adam | adamw | sgd
     config.optim.learning_rate = 4e-3  # peak learning rate
-    config.optim.schedule = "warmup_cosine"  # constant | warmup_cosine
     config.optim.warmup_steps = 1600  # linear warmup from 0 to the peak
-    config.optim.decay_steps = num_steps * 1  # cosine decay ends here: train.num_steps (linked)
     config.optim.final_lr_fraction = 0.05  # the cosine ends at this fraction of the peak
-    config.optim.grad_clip_norm = 1.0  # clip the global gradient norm (0: off)
     config.optim.weight_decay = 0.0  # adamw only
-    config.optim.momentum = 0.0  # sgd only
 
-    config.train = ml_collections.ConfigDict()
-    config.train.num_steps = num_steps  # optimizer updates in all
+    config.train.num_steps = 26000  # optimizer updates in all (optim.decay_steps follows)
     config.train.log_every = 700  # steps between train-metric records
     config.train.eval_every = 13000  # steps between evaluations on the held-out text
     config.train.checkpoint_every = 6500  # steps between checkpoints
-    config.train.keep_checkpoints = 2  # newest checkpoints kept
     config.train.sample_chars = 600  # characters generated at the end (0: none)
     config.train.sample_temperature = 0.8  # softmax temperature of that sample (0: greedy)
 
-    if variant == "smoke":  # seconds: a tiny model for tests
-        config.model.hidden_size = 8
+    if variant == "smoke":
+        default.smoke(config)
         config.model.embed_dim = 4
+        config.model.cache_size = 16
         config.data.max_chars = 5000
         config.data.chunk_length = 10
         config.data.reset_every = 4
-        config.data.batch_size = 8
         config.data.eval_batch_size = 8
         config.data.eval_chunk_length = 10
-        config.model.cache_size = 16
-        num_steps.set(6)
-        config.optim.warmup_steps = 1
-        config.train.log_every = 2
+        config.train.num_steps = 6
         config.train.eval_every = 6
         config.train.checkpoint_every = 3
         config.train.sample_chars = 20
     elif variant:
-        raise ValueError(f"variant must be '' or 'smoke'; got {variant!r}")
+        raise ConfigError(f"variant must be '' or 'smoke'; got {variant!r}")
     return config

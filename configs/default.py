@@ -13,9 +13,14 @@ class 23.8%; 96.5% without the z-scoring) after 600 steps; 15 s wall at 110
 steps/s; 40,585 parameters.
 Published (Fawaz et al. 2019 / Karim et al. 2019): FCN 99.3%, ResNet 99.2%, MLSTM-FCN 100%.
 Smoke variant (seconds): --config configs/default.py:smoke
+
+The shared defaults: every other config starts from ``default.get_config()`` and
+changes only what differs (its smoke variant from :func:`smoke`).
 """
 
 import ml_collections
+
+from jlstm.train.errors import ConfigError
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -58,15 +63,20 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 200  # steps between checkpoints
     config.train.keep_checkpoints = 2  # newest checkpoints kept
 
-    if variant == "smoke":  # seconds: a tiny model for tests
-        config.model.hidden_size = 8
-        config.data.batch_size = 8
+    if variant == "smoke":
+        smoke(config)
         config.data.eval_batch_size = 200
-        num_steps.set(4)
-        config.optim.warmup_steps = 1
-        config.train.log_every = 2
-        config.train.eval_every = 4
-        config.train.checkpoint_every = 2
     elif variant:
-        raise ValueError(f"variant must be '' or 'smoke'; got {variant!r}")
+        raise ConfigError(f"variant must be '' or 'smoke'; got {variant!r}")
     return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> None:
+    """What every ``:smoke`` variant shares (seconds, for tests): a tiny model, a few steps."""
+    config.model.hidden_size = 8
+    config.data.batch_size = 8
+    config.train.num_steps = 4  # optim.decay_steps follows (linked)
+    config.optim.warmup_steps = 1
+    config.train.log_every = 2
+    config.train.eval_every = 4
+    config.train.checkpoint_every = 2

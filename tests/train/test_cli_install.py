@@ -32,3 +32,20 @@ def test_ci_runs_the_tests_in_parallel():
 
 def test_slow_marker_is_registered():
     assert any(m.startswith("slow:") for m in PYTEST["markers"])
+
+
+def test_every_package_is_installed():
+    """pyproject lists the packages (configs/ is mapped in as jlstm.configs): a new
+    subpackage of jlstm/ must be listed too, or a wheel would leave it out."""
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    found = {
+        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "jlstm").rglob("__init__.py")
+    }
+    assert found | {"jlstm.configs"} == set(setuptools["packages"])
+    assert setuptools["package-dir"] == {"jlstm.configs": "configs"}
+
+
+def test_configs_are_the_package_jlstm_configs():
+    import jlstm.configs.default
+
+    assert jlstm.configs.default.__file__ == str(REPO / "configs" / "default.py")
