@@ -177,8 +177,10 @@ def check_config(config: Mapping) -> None:
         kind = "ucr_pairs"
     _check_section("config.data", config["data"], DATA[kind])
     _check_section("config.model", config["model"], MODEL[task], what=f"a {task} model")
-    _check_section("config.optim", config["optim"], OPTIM)
+    # train before optim: optim.decay_steps follows train.num_steps in the shipped
+    # configs, so a bad --config.train.num_steps is reported under its own name.
     _check_section("config.train", config["train"], {**TRAIN, **TRAIN_BY_TASK.get(task, {})})
+    _check_section("config.optim", config["optim"], OPTIM)
 
     optim = config["optim"]
     if optim["schedule"] == "warmup_cosine" and optim["warmup_steps"] >= optim["decay_steps"]:

@@ -1,10 +1,13 @@
 """Install and test habits: pytest's settings, the CI script, the packaged configs and
 the ``jlstm-train`` entry point."""
 
+import os
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
+import pytest
 from train_helpers import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -49,3 +52,30 @@ def test_configs_are_the_package_jlstm_configs():
     import jlstm.configs.default
 
     assert jlstm.configs.default.__file__ == str(REPO / "configs" / "default.py")
+
+
+def test_jlstm_train_is_the_console_entry_point():
+    """The installed script calls the same main as train.py (the script, not the
+    metadata: a stale jlstm.egg-info in the checkout can shadow the installed one)."""
+    assert PYPROJECT["project"]["scripts"]["jlstm-train"] == "jlstm.train.cli:main"
+    script = (Path(sys.executable).parent / "jlstm-train").read_text()
+    assert "from jlstm.train.cli import main" in script
+    assert "from jlstm.train.cli import default_workdir, main" in (REPO / "train.py").read_text()
+
+
+@pytest.mark.slow
+def test_jlstm_train_runs_a_shipped_config_outside_the_repository(tmp_path):
+    """From a folder without configs/, ``configs/adding.py`` is the installed copy."""
+    exe = Path(sys.executable).parent / "jlstm-train"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [str(exe), "--config", "configs/adding.py:smoke", "--workdir", "run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "result     mse = " in proc.stdout
+    assert (tmp_path / "run" / "summary.json").is_file()
