@@ -130,6 +130,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "shakespeare"  # shakespeare | pydoc | text (with data.path)
+    config.data.path = ""  # the text file read with name="text" ("" otherwise)
     config.data.max_chars = 0  # use only the first this many characters (0: all)
     config.data.val_fraction = 0.1  # the last part of the text, for evaluation
     config.data.chunk_length = 25  # truncated BPTT: steps per chunk

@@ -39,7 +39,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.model.num_heads = 1  # attention heads, with pooling="attention"
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "japanese_vowels"  # any UCR/UEA name found offline, or a .ts path
+    config.data.name = "japanese_vowels"  # UCR/UEA name or folder NAME/ of NAME_{TRAIN,TEST}.ts
     config.data.standardize = True  # z-score each feature with the training split's statistics
     config.data.batch_size = 30  # sequences per training step (270 = 9 batches an epoch)
     config.data.eval_batch_size = 128  # sequences per evaluation batch

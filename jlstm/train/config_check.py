@@ -11,9 +11,11 @@ import dataclasses
 import difflib
 import math
 from collections.abc import Mapping
+from pathlib import Path
 
 import ml_collections
 
+from jlstm.data import ucr
 from jlstm.train import tasks
 from jlstm.train.errors import ConfigError
 from jlstm.train.optim import OPTIMIZERS, SCHEDULES
@@ -137,6 +139,7 @@ _TEXT = {
     "reset_every": NON_NEGATIVE,  # chunks between staggered state resets (0: each pass)
     "val_fraction": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
     "max_chars": NON_NEGATIVE,
+    "path": Field(str),  # the text file, read with name "text" (else "")
 }
 DATA = {  # by dataset kind (tasks.dataset_kind)
     "adding": {**_BATCHES, "length": Field(int, low=2), "test_size": POSITIVE},
@@ -152,7 +155,7 @@ DATA = {  # by dataset kind (tasks.dataset_kind)
     "ucr": {**_BATCHES, "standardize": FLAG},
     "ucr_pairs": {**_BATCHES, "standardize": FLAG, "test_pairs": POSITIVE},
     "text": _TEXT,
-    "text_file": {**_TEXT, "path": Field(str)},
+    "text_file": _TEXT,
 }
 
 
@@ -165,7 +168,8 @@ def check_config(config: Mapping) -> None:
     if kind is None:
         raise ConfigError(
             f"config.data.name must be a known dataset ({_names(tasks.dataset_names())}) "
-            f"or a path to a UCR/UEA .ts file; got {config['data']['name']!r}"
+            f"or a folder NAME/ holding the UCR/UEA files NAME_TRAIN.ts and NAME_TEST.ts; "
+            f"got {config['data']['name']!r}"
         )
     allowed = tasks.DATASET_TASKS[kind]
     if task not in allowed:
@@ -176,6 +180,7 @@ def check_config(config: Mapping) -> None:
     if kind == "ucr" and task == "matching":
         kind = "ucr_pairs"
     _check_section("config.data", config["data"], DATA[kind])
+    _check_data_files(config["data"], kind)
     _check_section("config.model", config["model"], MODEL[task], what=f"a {task} model")
     # train before optim: optim.decay_steps follows train.num_steps in the shipped
     # configs, so a bad --config.train.num_steps is reported under its own name.
@@ -187,6 +192,45 @@ def check_config(config: Mapping) -> None:
         raise ConfigError(
             f"config.optim.warmup_steps must be < config.optim.decay_steps "
             f"({optim['decay_steps']}) with the warmup_cosine schedule; got {optim['warmup_steps']}"
+        )
+
+
+def _check_data_files(data: Mapping, kind: str) -> None:
+    """The files ``config.data`` names exist and are what the loader reads: a UCR/UEA
+    folder with both splits (a single .ts file is not enough), the text file of
+    ``name="text"``."""
+    name = data["name"]
+    if kind in ("ucr", "ucr_pairs") and ucr.is_path(name):
+        folder = Path(name)
+        if folder.suffix == ".ts" or folder.is_file():
+            stem, _, split = folder.stem.rpartition("_")
+            in_its_folder = split.upper() in ("TRAIN", "TEST") and folder.parent.name == stem
+            hint = (
+                f"; did you mean its folder {str(folder.parent)!r}?"
+                if in_its_folder
+                else "; put it in a folder NAME/ as NAME_TRAIN.ts, with NAME_TEST.ts beside it"
+            )
+            raise ConfigError(
+                f"config.data.name must be a UCR/UEA name or a folder NAME/ holding "
+                f"NAME_TRAIN.ts and NAME_TEST.ts (training reads both splits); got the file "
+                f"{name!r}{hint}"
+            )
+        for split in ("TRAIN", "TEST"):
+            path = folder / f"{folder.name}_{split}.ts"
+            if not path.is_file():
+                raise ConfigError(
+                    f"config.data.name must be a folder NAME/ holding NAME_TRAIN.ts and "
+                    f"NAME_TEST.ts; got {name!r}, where {path} does not exist"
+                )
+    if kind == "text_file" and not Path(data["path"]).is_file():
+        raise ConfigError(
+            f"config.data.path must be an existing text file with config.data.name 'text'; "
+            f"got {data['path']!r}"
+        )
+    if kind == "text" and data["path"]:
+        raise ConfigError(
+            f"config.data.path is read only with config.data.name 'text' (set it to '' or the "
+            f"name to 'text'); got the path {data['path']!r} with the name {name!r}"
         )
 
 
