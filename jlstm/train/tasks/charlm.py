@@ -40,6 +40,7 @@ from jlstm.train.tasks.base import Task
 
 PROMPT_CHARS = 40  # the sample continues this many characters of the validation text
 SAMPLE_KEY = 0x5A  # folded into the seed's key for the sample: a fixed, separate stream
+GENERATED_MARK = "[generated:]"  # between the prompt and the generated text of the sample
 
 
 def load_corpus(c) -> str:
@@ -115,7 +116,8 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
 
     def report(model, workdir):
         """Generate ``config.train.sample_chars`` characters after the validation text's
-        first PROMPT_CHARS; return them for the summary and save them to ``sample.txt``."""
+        first PROMPT_CHARS; return prompt, GENERATED_MARK and generation for the
+        summary, and save them to ``sample.txt``."""
         n = config.train.sample_chars
         if n == 0:
             return {}
@@ -124,11 +126,13 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         tokens = model.generate(
             jnp.asarray(prompt), n, temperature=config.train.sample_temperature, key=key
         )
-        text = vocab.decode(prompt) + vocab.decode(np.asarray(tokens))
+        text = vocab.decode(prompt) + GENERATED_MARK + vocab.decode(np.asarray(tokens))
         path = Path(workdir) / "sample.txt"
         path.write_text(
             f"# {n} characters generated at temperature {config.train.sample_temperature} "
-            f"after the first {len(prompt)} characters of the validation text\n{text}\n"
+            f"after the first {len(prompt)} characters of the validation text "
+            f"(they follow {GENERATED_MARK})\n{text}\n",
+            encoding="utf-8",
         )
         return {"files": {"sample": str(path)}, "sample": text}
 
