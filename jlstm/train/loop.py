@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from pathlib import Path
@@ -12,16 +13,18 @@ import numpy as np
 from flax import nnx
 
 from jlstm.cell import num_params
+from jlstm.data import DataError
 from jlstm.train import sharding
-from jlstm.train.checkpoint import Checkpointer
+from jlstm.train.checkpoint import Checkpointer, StructureMismatch, problem
 from jlstm.train.config_check import check_config
-from jlstm.train.errors import NonFiniteError
+from jlstm.train.errors import ConfigError, DiskFullError, NonFiniteError, ResumeError
 from jlstm.train.logging import MetricsWriter, Progress, read_metrics
 from jlstm.train.optim import make_optimizer, make_schedule
 from jlstm.train.plots import plot_curves
 from jlstm.train.steps import init_train_state, make_eval_step, make_train_step
 from jlstm.train.summary import format_summary
 from jlstm.train.tasks import Task, make_task
+from jlstm.train.workdir import WorkdirLock, disk_full_error, is_disk_full, prepare_workdir
 
 
 def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = None) -> dict:
@@ -31,35 +34,77 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
     log or eval step), ``checkpoints/<step>/`` (the last
     ``config.train.keep_checkpoints``), and at the end ``curves.png``,
     ``summary.txt`` and ``summary.json``. When ``workdir`` already holds a
-    checkpoint the run resumes from the latest one (step, parameters, optimizer
-    state, RNG, carried state; the data position is the step) and ends where an
-    uninterrupted run would have.
+    checkpoint the run resumes from the latest intact one (step, parameters,
+    optimizer state, RNG, carried state; the data position is the step) and
+    ends where an uninterrupted run would have. Damaged checkpoints (see
+    :mod:`jlstm.train.checkpoint`) are skipped with one line each and moved to
+    ``checkpoints.damaged/``. A workdir that already ran this config to the end
+    runs nothing: its saved summary comes back.
+
+    One run at a time per workdir: a second one stops at once (a lock,
+    :mod:`jlstm.train.workdir`).
 
     ``progress``: show a tqdm bar (default: when stderr is a terminal).
 
     Returns the summary (also ``summary.json``). Raises
-    :class:`~jlstm.train.config_check.ConfigError` before any work for a bad
-    config, and :class:`NonFiniteError` when the loss or the gradient norm is
-    not finite (no checkpoint is written after that; the last one stays).
+    :class:`~jlstm.train.errors.ConfigError` before any work for a bad config,
+    data that cannot be used, a workdir that is a file or in use, and (its
+    subclass :class:`~jlstm.train.errors.ResumeError`) a config that does not
+    fit the checkpoint it would resume; nothing in the workdir is changed then.
+    Raises :class:`NonFiniteError` when the loss or the gradient norm is not
+    finite (no checkpoint is written after that; the last one stays), and
+    :class:`DiskFullError` when the disk fills up.
     """
     started = time.perf_counter()
     check_config(config)
     workdir = Path(workdir)
     lead = jax.process_index() == 0  # the process that writes logs, plots and summaries
-    mesh = sharding.make_mesh()
-    sharding.check_batch_size(config.data.batch_size, mesh)
-    sharding.check_batch_size(config.data.eval_batch_size, mesh, "config.data.eval_batch_size")
-    init_key, step_root = jax.random.split(jax.random.key(config.seed))
-    task = make_task(config, init_key)  # may raise ConfigError about the data
-    workdir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if workdir.exists() or workdir.is_symlink():
+            prepare_workdir(workdir)  # a file: an error
+            if lead:
+                stack.enter_context(WorkdirLock(workdir))
+            done = _completed_summary(config, workdir)
+            if done is not None:
+                if lead:
+                    print(
+                        f"{workdir} is complete: its checkpoint is at step "
+                        f"{config.train.num_steps} = config.train.num_steps and the config is "
+                        f"the one it ran with; nothing to run, the saved summary follows",
+                        flush=True,
+                    )
+                wall = time.perf_counter() - started
+                return {
+                    **done,
+                    "resumed_from": done["steps"],
+                    "wall_s": wall,
+                    "steps_per_sec": None,
+                }
+        mesh = sharding.make_mesh()
+        sharding.check_batch_size(config.data.batch_size, mesh)
+        sharding.check_batch_size(config.data.eval_batch_size, mesh, "config.data.eval_batch_size")
+        init_key, step_root = jax.random.split(jax.random.key(config.seed))
+        try:
+            task = make_task(config, init_key)  # may raise ConfigError about the data
+        except DataError as e:
+            raise ConfigError(f"config.data: {e}") from e
+        if not workdir.exists():
+            prepare_workdir(workdir)
+            if lead:
+                stack.enter_context(WorkdirLock(workdir))
+        with _disk_full_is_one_line(workdir, "writing to it"):
+            return _run(config, workdir, task, mesh, step_root, started, progress)
+
+
+def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, progress) -> dict:
+    """The run itself, once the workdir is held and the task built."""
+    lead = jax.process_index() == 0
     optimizer = make_optimizer(config.optim)
     graphdef, state = init_train_state(task.model, optimizer, step_root, task.init_carry)
     state = sharding.put_state(state, mesh, task.carry_spec)
 
     checkpoints = Checkpointer(workdir / "checkpoints", max_to_keep=config.train.keep_checkpoints)
-    start = checkpoints.latest_step() or 0
-    if start:
-        state = checkpoints.restore(state, start)
+    start, state = _resume(config, workdir, checkpoints, state)
     writer = MetricsWriter(workdir / "metrics.jsonl")
     if lead:
         writer.truncate_after(start)
@@ -107,7 +152,8 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
                 final = values if last else None
             if done % config.train.checkpoint_every == 0 or last:
                 _check_finite(state, checkpoints)
-                with timing.paused():
+                doing = functools.partial(_saving, checkpoints, done)
+                with timing.paused(), _disk_full_is_one_line(workdir, doing):
                     checkpoints.save(done, state)
     finally:
         bar.close()
@@ -145,6 +191,92 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
             summary.update(extra)
         _write_results(summary, task, writer)
     return summary
+
+
+def _resume(config, workdir: Path, checkpoints: Checkpointer, state) -> tuple[int, object]:
+    """The step to start from and the state there: the newest intact checkpoint, once
+    the config is known to fit it. Skipped checkpoints are set aside, one line each.
+
+    Raises :class:`ResumeError`, with nothing in the workdir changed, when the
+    checkpoint holds a state of another structure (the fields that changed are
+    named) or is past ``config.train.num_steps``.
+    """
+    lead = jax.process_index() == 0
+    afresh = f"to start afresh, pass a new --workdir or delete {workdir}"
+    try:
+        resumed = checkpoints.resume(state)
+    except StructureMismatch as e:
+        changes = _config_changes(config, workdir)
+        changed = "; ".join(changes) if changes else "no field of config.json (was it edited?)"
+        raise ResumeError(
+            f"the config does not fit the checkpoint it would resume ({e.path}): "
+            f"{'; '.join(e.differences)}. Changed since that run: {changed}. "
+            f"The model and the optimizer must stay as they were to resume; {afresh}"
+        ) from None
+    start = resumed.step or 0
+    if start > config.train.num_steps:
+        raise ResumeError(
+            f"config.train.num_steps must be >= {start}, the step of the checkpoint it would "
+            f"resume ({checkpoints.path(start)}); got {config.train.num_steps}. A run cannot go "
+            f"back: raise num_steps, or {afresh}"
+        )
+    for skipped in resumed.skipped:
+        moved = checkpoints.set_aside(skipped.step)
+        if lead:
+            instead = f"step {start}" if resumed.step is not None else "step 0 (none is intact)"
+            print(
+                f"skipped checkpoint {checkpoints.path(skipped.step)}: {skipped.reason}; "
+                f"moved to {moved}; resuming from {instead}",
+                flush=True,
+            )
+    return start, resumed.state
+
+
+def _completed_summary(config, workdir: Path) -> dict | None:
+    """The saved summary of ``workdir`` when it ran exactly ``config`` to its last
+    step (the checkpoint there intact, none past it); else None."""
+    try:
+        saved_config = json.loads((workdir / "config.json").read_text())
+        summary = json.loads((workdir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    num_steps = config.train.num_steps
+    if saved_config != json.loads(config.to_json()) or summary.get("steps") != num_steps:
+        return None
+    directory = workdir / "checkpoints"
+    try:
+        steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    except OSError:
+        return None
+    if not steps or steps[-1] != num_steps or problem(directory / str(num_steps)) is not None:
+        return None
+    return summary
+
+
+@contextlib.contextmanager
+def _disk_full_is_one_line(workdir: Path, doing):
+    """Turn "no space left on device", however deep it was raised, into one
+    :class:`DiskFullError` line naming the workdir, its free space and ``doing``
+    (a string, or a function that makes one)."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as e:
+        if is_disk_full(e):
+            raise disk_full_error(workdir, doing() if callable(doing) else doing) from None
+        raise
+
+
+def _saving(checkpoints: Checkpointer, step: int) -> str:
+    """What a save that failed was doing, and which checkpoints are left."""
+    kept = [s for s in checkpoints.all_steps() if s != step]
+    left = (
+        f"the checkpoints of steps {', '.join(map(str, kept))} are intact"
+        if kept
+        else "no earlier checkpoint"
+    )
+    return f"saving checkpoint {step} ({left})"
 
 
 def _write_results(summary: dict, task: Task, writer: MetricsWriter) -> None:
@@ -208,18 +340,27 @@ def _check_finite(state, checkpoints: Checkpointer) -> None:
 
 def _save_config(config, workdir: Path, *, resuming: bool) -> None:
     """Write ``config.json``; when resuming, say which fields changed."""
+    changes = _config_changes(config, workdir) if resuming else []
+    if changes:
+        print("note: the config differs from the run being resumed: " + "; ".join(changes))
     path = workdir / "config.json"
-    new = json.loads(config.to_json())
-    if resuming and path.exists():
-        old = json.loads(path.read_text())
-        changed = [
-            f"{k}: {_flat(old).get(k)!r} -> {v!r}"
-            for k, v in _flat(new).items()
-            if _flat(old).get(k) != v
-        ]
-        if changed:
-            print("note: the config differs from the run being resumed: " + "; ".join(changed))
-    path.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(json.loads(config.to_json()), indent=2, sort_keys=True) + "\n")
+
+
+def _config_changes(config, workdir: Path) -> list[str]:
+    """``"key: old -> new"`` for each field that differs from ``workdir/config.json``."""
+    path = workdir / "config.json"
+    try:
+        old = _flat(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return []
+    new = _flat(json.loads(config.to_json()))
+    show = lambda d, k: repr(d[k]) if k in d else "(absent)"
+    return [
+        f"{k}: {show(old, k)} -> {show(new, k)}"
+        for k in sorted(old.keys() | new.keys())
+        if (k in old, old.get(k)) != (k in new, new.get(k))
+    ]
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
