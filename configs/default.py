@@ -62,6 +62,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.eval_every = 100  # steps between evaluations on the test set
     config.train.checkpoint_every = 200  # steps between checkpoints
     config.train.keep_checkpoints = 2  # newest checkpoints kept
+    # On: every run is in `tensorboard --logdir runs/` (tensorboardX is a light dependency)
+    config.train.tensorboard = True  # also write the metrics as TensorBoard event files
 
     if variant == "smoke":
         smoke(config)

@@ -89,6 +89,7 @@ TRAIN = {
     "eval_every": POSITIVE,
     "checkpoint_every": POSITIVE,
     "keep_checkpoints": POSITIVE,
+    "tensorboard": FLAG,  # also write TensorBoard event files
 }
 
 TRAIN_BY_TASK = {  # fields of config.train that only some tasks have

@@ -1,16 +1,30 @@
-"""Metric logs: JSON lines in the workdir and a tqdm progress bar.
+"""Metric logs: JSON lines and TensorBoard event files in the workdir, and a tqdm
+progress bar.
 
 Each line of ``metrics.jsonl`` is one record, ``{"step": 500, "split": "train",
 "loss": 0.12, ...}``, where ``step`` counts the updates done so far. A resumed
 run first drops the records past its checkpoint, so the file reads as if the
 run had never stopped.
+
+With ``tensorboard=True`` every record also goes to an event file beside it
+(``events.out.tfevents.*``, one scalar per metric, tagged ``split/name``:
+``train/loss``, ``eval/accuracy``), so that ``tensorboard --logdir runs/`` shows
+every run. A resumed run's event file starts with a purge marker at the step after
+its checkpoint: TensorBoard then hides the earlier file's events from there on.
+The writer is tensorboardX's: pure Python on protobuf (which orbax already needs),
+where ``clu``'s and TensorFlow's own writers would pull in TensorFlow.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import numbers
+import os
 import sys
+import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +40,23 @@ def _plain(value):
 
 
 class MetricsWriter:
-    """Append-only JSON-lines log of metric records."""
+    """Append-only JSON-lines log of metric records; with ``tensorboard=True`` each
+    record is also written to a TensorBoard event file in the same folder (which
+    needs the package tensorboardX, a dependency of jlstm)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, tensorboard: bool = False):
         self.path = Path(path)
+        self.tensorboard = tensorboard
+        self._events = None  # tensorboardX's EventsWriter, opened at the first record
+        self._purge_step = None  # set by truncate_after when earlier event files exist
+        if tensorboard:
+            _tensorboardx()  # a missing tensorboardX stops the run now, not at step 1
 
     def truncate_after(self, step: int) -> None:
         """Drop records with ``step > step`` (left by a run that stopped after its
-        last checkpoint)."""
+        last checkpoint); TensorBoard is told to hide those of earlier event files."""
+        if self.tensorboard and any(self.path.parent.glob("events.out.tfevents.*")):
+            self._purge_step = int(step) + 1
         if not self.path.exists():
             return
         kept = [r for r in read_metrics(self.path) if r["step"] <= step]
@@ -42,11 +65,60 @@ class MetricsWriter:
         tmp.replace(self.path)
 
     def write(self, step: int, split: str, metrics: dict) -> dict:
-        """Append one record; return it."""
+        """Append one record (and its scalars to the event file); return it."""
         record = {"step": int(step), "split": split, **{k: _plain(v) for k, v in metrics.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard:
+            self._write_events(int(step), split, metrics)
         return record
+
+    def _write_events(self, step: int, split: str, metrics: dict) -> None:
+        tb = _tensorboardx()
+        if self._events is None:  # here, not in __init__: only the writing process makes a file
+            suffix = f".{os.getpid()}.{next(_EVENT_FILES)}"  # unique within the same second
+            self._events = tb.EventsWriter(str(self.path.parent / "events"), suffix)
+            if self._purge_step is not None:
+                start = tb.SessionLog(status=tb.SessionLog.START)
+                self._events.write_event(
+                    tb.Event(wall_time=time.time(), step=self._purge_step, session_log=start)
+                )
+        values = []
+        for name, value in metrics.items():
+            value = np.asarray(value).item() if hasattr(value, "shape") else value
+            if isinstance(value, numbers.Real):  # NaN and inf too: TensorBoard shows them
+                values.append(tb.Summary.Value(tag=f"{split}/{name}", simple_value=float(value)))
+        summary = tb.Summary(value=values)
+        self._events.write_event(tb.Event(wall_time=time.time(), step=step, summary=summary))
+        self._events.flush()  # on disk when write returns: a killed run keeps its records
+
+    def close(self) -> None:
+        """Close the event file (the JSON lines need nothing)."""
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+
+_EVENT_FILES = itertools.count()  # event files opened by this process
+
+
+def _tensorboardx() -> types.SimpleNamespace:
+    """The parts of tensorboardX used here, or an ImportError saying what to do.
+
+    Its synchronous EventsWriter, not its SummaryWriter: that one writes from a
+    background queue, so a record could still be in memory when a run is killed."""
+    try:
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.proto.summary_pb2 import Summary
+    except ImportError as e:
+        raise ImportError(
+            "config.train.tensorboard = True needs the package tensorboardX (a dependency "
+            "of jlstm: pip install tensorboardX), or set config.train.tensorboard = False"
+        ) from e
+    return types.SimpleNamespace(
+        EventsWriter=EventsWriter, Event=Event, SessionLog=SessionLog, Summary=Summary
+    )
 
 
 def read_metrics(path: str | Path) -> list[dict]:

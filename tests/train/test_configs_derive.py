@@ -545,6 +545,7 @@ BEFORE = {
 ADDED = {
     "charlm": {"data.path": ""},  # --config.data.path, which its docstring shows
 }
+ADDED_TO_ALL = {"train.tensorboard": True}  # TensorBoard event files, from configs/default.py
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
@@ -570,7 +571,7 @@ def test_derived_config_has_the_same_values(key):
     name, variant = key.split(":")
     config = load_config(name, variant)
     check_config(config)
-    assert typed(flat(config.to_dict())) == typed(BEFORE[key] | ADDED.get(name, {}))
+    assert typed(flat(config.to_dict())) == typed(BEFORE[key] | ADDED.get(name, {}) | ADDED_TO_ALL)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
