@@ -21,17 +21,19 @@ LOCK_FILE = ".lock"
 
 def prepare_workdir(workdir: Path) -> None:
     """Create ``workdir`` (and its parents) or raise :class:`WorkdirError` saying why not."""
-    if workdir.exists() and not workdir.is_dir():
-        raise WorkdirError(
-            f"workdir {workdir} is a file; expected a directory (pass another --workdir)"
-        )
+    for path in (workdir, *workdir.parents):
+        if path.exists():
+            if path.is_dir():
+                break
+            if path == workdir:
+                raise WorkdirError(
+                    f"workdir {workdir} is a file; expected a directory (pass another --workdir)"
+                )
+            raise WorkdirError(
+                f"workdir {workdir} cannot be created: {path} is a file, not a directory"
+            )
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a parent is a file
-        parent = next(p for p in workdir.parents if p.exists())
-        raise WorkdirError(
-            f"workdir {workdir} cannot be created: {parent} is a file, not a directory"
-        ) from None
     except OSError as e:
         raise WorkdirError(f"workdir {workdir} cannot be created: {e.strerror}") from None
 
