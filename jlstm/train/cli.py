@@ -163,16 +163,26 @@ def _run(argv: list[str]) -> int:
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)  # orbax is chatty at INFO/WARNING
-    from jlstm.train import ConfigError, NonFiniteError, train_and_evaluate
+    workdir = FLAGS.workdir or default_workdir(FLAGS["config"].config_filename)
+    return run_training(FLAGS.config, workdir)
+
+
+def run_training(config, workdir: str) -> int:
+    """Train, print the summary (process 0) and return 0; or print why the run stopped
+    on purpose in one line: 2 for a ConfigError (it could not start as configured),
+    1 for a RunError (it could not go on: a non-finite loss, a full disk, ...)."""
+    import jax
+
+    from jlstm.train import train_and_evaluate
+    from jlstm.train.errors import ConfigError, RunError
     from jlstm.train.summary import format_summary
 
-    workdir = FLAGS.workdir or default_workdir(FLAGS["config"].config_filename)
     try:
-        summary = train_and_evaluate(FLAGS.config, workdir)
+        summary = train_and_evaluate(config, workdir)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteError as e:
+    except RunError as e:
         print(str(e), file=sys.stderr)
         return 1
     if jax.process_index() == 0:

@@ -5,7 +5,14 @@ import pytest
 from train_helpers import finish, run_train_py
 
 from jlstm.train import ConfigError
-from jlstm.train.cli import default_workdir, resolve_config, shipped_configs, with_config_arg
+from jlstm.train.cli import (
+    default_workdir,
+    resolve_config,
+    run_training,
+    shipped_configs,
+    with_config_arg,
+)
+from jlstm.train.errors import DiskFullError, NonFiniteError
 
 SMOKE = ("--config", "configs/adding.py:smoke")
 
@@ -77,3 +84,20 @@ def test_default_config_is_put_first():
     assert default_workdir(argv[1].split("=", 1)[1]) == "runs/default"
     explicit = ["train.py", "--config", "configs/adding.py:smoke", "--workdir", "w"]
     assert with_config_arg(explicit) == explicit
+
+
+@pytest.mark.parametrize(
+    "error, code, line",
+    [
+        (ConfigError("config.x must be 1; got 2"), 2, "config error: config.x must be 1; got 2"),
+        (DiskFullError("the disk holding runs/a is full"), 1, "the disk holding runs/a is full"),
+        (NonFiniteError("training stopped: the loss ..."), 1, "training stopped: the loss ..."),
+    ],
+)
+def test_a_run_that_stops_on_purpose_is_one_line(monkeypatch, capsys, error, code, line):
+    def stop(config, workdir):
+        raise error
+
+    monkeypatch.setattr("jlstm.train.train_and_evaluate", stop)
+    assert run_training(None, "runs/x") == code
+    assert capsys.readouterr().err == line + "\n"
