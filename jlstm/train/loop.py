@@ -58,28 +58,13 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
     started = time.perf_counter()
     check_config(config)
     workdir = Path(workdir)
-    lead = jax.process_index() == 0  # the process that writes logs, plots and summaries
-    with contextlib.ExitStack() as stack:
-        if workdir.exists() or workdir.is_symlink():
-            prepare_workdir(workdir)  # a file: an error
-            if lead:
-                stack.enter_context(WorkdirLock(workdir))
+    with contextlib.ExitStack() as held:
+        existed = workdir.exists() or workdir.is_symlink()
+        if existed:
+            _hold(workdir, held)
             done = _completed_summary(config, workdir)
             if done is not None:
-                if lead:
-                    print(
-                        f"{workdir} is complete: its checkpoint is at step "
-                        f"{config.train.num_steps} = config.train.num_steps and the config is "
-                        f"the one it ran with; nothing to run, the saved summary follows",
-                        flush=True,
-                    )
-                wall = time.perf_counter() - started
-                return {
-                    **done,
-                    "resumed_from": done["steps"],
-                    "wall_s": wall,
-                    "steps_per_sec": None,
-                }
+                return _already_done(done, workdir, started)
         mesh = sharding.make_mesh()
         sharding.check_batch_size(config.data.batch_size, mesh)
         sharding.check_batch_size(config.data.eval_batch_size, mesh, "config.data.eval_batch_size")
@@ -88,17 +73,35 @@ def train_and_evaluate(config, workdir: str | Path, *, progress: bool | None = N
             task = make_task(config, init_key)  # may raise ConfigError about the data
         except DataError as e:
             raise ConfigError(f"config.data: {e}") from e
-        if not workdir.exists():
-            prepare_workdir(workdir)
-            if lead:
-                stack.enter_context(WorkdirLock(workdir))
+        if not existed:  # created only now: a config error leaves nothing behind
+            _hold(workdir, held)
         with _disk_full_is_one_line(workdir, "writing to it"):
             return _run(config, workdir, task, mesh, step_root, started, progress)
 
 
+def _hold(workdir: Path, held: contextlib.ExitStack) -> None:
+    """Create ``workdir`` if need be and lock it (on the lead process) while ``held`` lasts."""
+    prepare_workdir(workdir)
+    if jax.process_index() == 0:
+        held.enter_context(WorkdirLock(workdir))
+
+
+def _already_done(summary: dict, workdir: Path, started: float) -> dict:
+    """The saved summary of a finished workdir, as this call's (no steps run)."""
+    if jax.process_index() == 0:
+        print(
+            f"{workdir} is complete: its checkpoint is at step {summary['steps']} = "
+            f"config.train.num_steps and the config is the one it ran with; nothing to run, "
+            f"the saved summary follows",
+            flush=True,
+        )
+    wall = time.perf_counter() - started
+    return {**summary, "resumed_from": summary["steps"], "wall_s": wall, "steps_per_sec": None}
+
+
 def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, progress) -> dict:
     """The run itself, once the workdir is held and the task built."""
-    lead = jax.process_index() == 0
+    lead = jax.process_index() == 0  # the process that writes logs, plots and summaries
     optimizer = make_optimizer(config.optim)
     graphdef, state = init_train_state(task.model, optimizer, step_root, task.init_carry)
     state = sharding.put_state(state, mesh, task.carry_spec)
