@@ -210,7 +210,12 @@ def _resume(config, workdir: Path, checkpoints: Checkpointer, state) -> tuple[in
         resumed = checkpoints.resume(state)
     except StructureMismatch as e:
         changes = _config_changes(config, workdir)
-        changed = "; ".join(changes) if changes else "no field of config.json (was it edited?)"
+        if changes:
+            changed = "; ".join(changes)
+        elif (workdir / "config.json").is_file():
+            changed = "nothing, by config.json (was it edited?)"
+        else:
+            changed = "unknown (no config.json)"
         raise ResumeError(
             f"the config does not fit the checkpoint it would resume ({e.path}): "
             f"{'; '.join(e.differences)}. Changed since that run: {changed}. "
