@@ -75,7 +75,8 @@ def stack_shape(params: StackParams, cell: str | cells.Cell | None = None):
     for depth, directional in enumerate(params):
         if not isinstance(directional, tuple | list) or len(directional) != directions:
             raise ValueError(
-                f"params[{depth}] must hold {directions} layers' parameters like params[0]; "
+                f"params[{depth}] must hold {directions} {type(params[0][0]).__name__} like "
+                "params[0]; "
                 f"got {directional!r:.80}"
             )
         for d, p in enumerate(directional):

@@ -63,13 +63,19 @@ def check_float_dtype(name: str, dtype) -> None:
         raise TypeError(f"{name} must have a floating dtype (float32, bfloat16, ...); got {dtype}")
 
 
+def article(word: str) -> str:
+    """``word`` with "a" or "an" before it ("an LSTMParams", "a GRUParams")."""
+    vowel = word[:1] in "AEIOU" or word.startswith(("LSTM", "RNN", "MLP"))
+    return f"{'an' if vowel else 'a'} {word}"
+
+
 def check_fused_params(
     params: NamedTuple, kind: type, gates: int, name: str, extra: dict[str, str] | None = None
 ) -> tuple[int, int]:
     """Check params with ``w_x (I, gates*H)``, ``w_h (H, gates*H)``, ``b (gates*H,)`` and
     any ``extra`` ``(H,)``-shaped fields; return ``(input_size, hidden_size)``."""
     if not isinstance(params, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}; got {type(params).__name__}")
+        raise TypeError(f"{name} must be {article(kind.__name__)}; got {type(params).__name__}")
     for field, value in params._asdict().items():
         check_float_dtype(f"{name}.{field}", jnp.result_type(value))
     w_x, w_h, b = (jnp.shape(a) for a in (params.w_x, params.w_h, params.b))
@@ -157,7 +163,7 @@ def resolve(cell: str | Cell | None, params, name: str = "params") -> Cell:
         cell = get(cell)
         if not isinstance(params, cell.params_type):
             raise TypeError(
-                f"{name} must be a {cell.params_type.__name__} for cell {cell.name!r}; "
+                f"{name} must be {article(cell.params_type.__name__)} for cell {cell.name!r}; "
                 f"got {type(params).__name__}"
             )
         return cell
@@ -175,9 +181,9 @@ def check_state(cell: Cell, state, batch_shape: tuple[int, ...], hidden: int, na
     """Check that ``state`` is ``cell``'s state type, each field floating and
     ``(*batch_shape, hidden)``; raise an error naming ``name`` otherwise."""
     if not isinstance(state, cell.state_type):
-        kind = cell.state_type.__name__
+        kind = article(cell.state_type.__name__)
         raise TypeError(
-            f"{name} must be a {kind} (the {cell.name} cell's state, fields "
+            f"{name} must be {kind} (the {cell.name} cell's state, fields "
             f"{cell.state_type._fields}); got {type(state).__name__}"
         )
     expected = (*batch_shape, hidden)

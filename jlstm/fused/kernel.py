@@ -287,7 +287,16 @@ def library() -> ctypes.CDLL:
         return _load(path)
     except (OSError, AttributeError):
         _marker(path).unlink(missing_ok=True)  # not intact after all: rebuild it once
-        return _load(build())
+        path = build()
+        # The loader would hand back the bad library loaded under this name: load the
+        # new one through a fresh name (a link, removed once loaded).
+        alias = path.with_name(f".build-reload-{os.getpid()}.so")
+        alias.unlink(missing_ok=True)
+        os.link(path, alias)
+        try:
+            return _load(alias)
+        finally:
+            alias.unlink(missing_ok=True)
 
 
 def _caller_stacklevel() -> int:
