@@ -7,21 +7,22 @@ order: G = 4 (i, f, g, o) for the LSTM, 3 (r, z, n) for the GRU, 1 for the
 Elman RNN. In every case ``w_x = weight_ih.T`` and ``w_h = weight_hh.T``. The
 biases:
 
-=========  ==========================================  ==========================================
-module     torch -> jlstm                              jlstm -> torch
-=========  ==========================================  ==========================================
-LSTM, RNN  ``b = bias_ih + bias_hh``                   ``bias_ih = b``, ``bias_hh = 0``
+=========  ===========================================  ===========================================
+module     torch -> jlstm                               jlstm -> torch
+=========  ===========================================  ===========================================
+LSTM, RNN  ``b = bias_ih + bias_hh``                    ``bias_ih = b``, ``bias_hh = 0``
 GRU        ``b = bias_ih + [bias_hh_r, bias_hh_z, 0]``  ``bias_ih = b``, ``bias_hh = [0, 0, b_hn]``
            ``b_hn = bias_hh_n``
-=========  ==========================================  ==========================================
+=========  ===========================================  ===========================================
 
 (the sums are all the forward pass sees; the GRU's ``bias_hh_n`` sits inside the
 reset product, so it stays apart as ``b_hn``). jlstm -> torch -> jlstm is
 exact. The parameters' type names the cell (:class:`~jlstm.cells.LSTMParams`,
 :class:`~jlstm.cells.GRUParams`, :class:`~jlstm.cells.RNNParams`), except an
 RNN's nonlinearity, which the weights do not hold: run a ReLU ``torch.nn.RNN``'s
-parameters with ``cell="rnn_relu"`` (:func:`cell_name` gives the name for any
-module), and pass ``nonlinearity="relu"`` to :func:`params_to_torch`.
+parameters with ``cell="rnn_relu"`` (:func:`cell_name` gives the cell's name for
+any module, "rnn_tanh" for a tanh RNN), and pass ``nonlinearity="relu"`` to
+:func:`params_to_torch`.
 
 ``batch_first`` does not touch the weights: give jlstm batch-major input for
 ``batch_first=True`` and ``time_major=True`` input otherwise. An LSTM with
