@@ -224,11 +224,6 @@ def test_float64(cell, data):
     check(errors, 1e-12, f"{cell} torch -> jlstm, float64")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jlstm.cells registers ElmanRNN('relu') under its name 'rnn' too, after the tanh "
-    "one: cells.get('rnn') is the ReLU cell (the default for RNNParams, cell=None, is tanh)",
-)
 def test_cell_rnn_is_torch_tanh_rnn(data):
     """``cell="rnn"`` is the tanh RNN (jlstm.cells' table), torch.nn.RNN's default."""
     torch.manual_seed(0)

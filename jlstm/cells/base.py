@@ -137,6 +137,8 @@ def register(cell: Cell, *aliases: str) -> Cell:
     """Make ``cell`` known by its ``name`` (and ``aliases``), and the default cell for its
     ``params_type`` if that type has none yet. Returns the cell."""
     for key in (cell.name, *aliases):
+        if key in _CELLS and _CELLS[key] != cell:
+            raise ValueError(f"a different cell is registered as {key!r}: {_CELLS[key]!r}")
         _CELLS[key] = cell
     _BY_PARAMS.setdefault(cell.params_type, cell)
     return cell

@@ -45,7 +45,6 @@ class ElmanRNN(Cell):
     """h_t = φ(x_t W_x + h_{t-1} W_h + b), φ = ``nonlinearity`` ("tanh" or "relu")."""
 
     nonlinearity: str = "tanh"
-    name: ClassVar[str] = "rnn"
     params_type: ClassVar[type] = RNNParams
     state_type: ClassVar[type] = HiddenState
 
@@ -54,6 +53,10 @@ class ElmanRNN(Cell):
             raise ValueError(
                 f"nonlinearity must be one of {sorted(NONLINEARITIES)}; got {self.nonlinearity!r}"
             )
+
+    @property
+    def name(self) -> str:  # "rnn" (tanh) or "rnn_relu"
+        return "rnn" if self.nonlinearity == "tanh" else f"rnn_{self.nonlinearity}"
 
     def init(
         self,
