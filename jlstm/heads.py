@@ -82,7 +82,7 @@ def last_hidden(
     m = sequence_mask(hs.shape[:-1], lengths=lengths, mask=mask)  # (*batch, T)
     steps = hs.shape[-2]
     t = jnp.arange(steps, dtype=jnp.int32).reshape((1,) * (m.ndim - 1) + (steps,))
-    last = jnp.max(jnp.where(m, t, -1), axis=-1)  # (*batch,), -1 when empty
+    last = jnp.max(jnp.where(m, t, -1), axis=-1, initial=-1)  # (*batch,), -1 when empty
     valid = (last >= 0)[..., None]  # (*batch, 1)
     forward = _take_step(hs, last)
     if bidirectional:
@@ -129,7 +129,7 @@ def max_pool(hs: Array, *, lengths: Array | None = None, mask: Array | None = No
     hs = _check_hs(hs)
     m = sequence_mask(hs.shape[:-1], lengths=lengths, mask=mask)[..., None]  # (*batch, T, 1)
     low = jnp.full_like(hs, -jnp.inf)
-    top = jnp.max(jnp.where(m, hs, low), axis=-2)  # (*batch, D)
+    top = jnp.max(jnp.where(m, hs, low), axis=-2, initial=-jnp.inf)  # (*batch, D)
     any_real = jnp.any(m, axis=-2)  # (*batch, 1)
     return jnp.where(any_real, top, jnp.zeros_like(top))
 
