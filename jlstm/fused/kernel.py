@@ -244,7 +244,9 @@ def _compile(library: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            raise RuntimeError(f"the compiler took more than {BUILD_TIMEOUT} s and was stopped")
+            raise RuntimeError(
+                f"the compiler took more than {BUILD_TIMEOUT} s and was stopped"
+            ) from None
         if process.returncode != 0:
             raise RuntimeError(f"the compiler failed: {stderr.strip()[-2000:]}")
         digest = _sha256(Path(partial))

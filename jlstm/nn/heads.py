@@ -15,7 +15,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jlstm.cells.base import check_positive_int
-
 from jlstm.heads import SIMILARITIES, similarity
 
 Array = jax.Array
