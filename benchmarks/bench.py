@@ -1,10 +1,11 @@
-"""jlstm against its peers on CPU: speed, memory, compile time, bfloat16.
+"""jlstm against its peers on CPU: speed, a GRU, a whole train step, memory, compile time.
 
 Run from the repository root::
 
     python benchmarks/bench.py                  # everything, writes benchmarks/RESULTS.md
     python benchmarks/bench.py --shapes S1,S5   # a subset (still writes RESULTS.md)
     python benchmarks/bench.py --no-memory --no-compile --no-levers --out /tmp/r.md
+    python benchmarks/bench.py --quick --out /tmp/r.md   # a minute or two: does it run?
 
 Protocol (shared/PEERS.md's): one layer, one direction, float32, batch-first
 input, zero initial state; ``fwd`` = all hidden states, ``fwd+bwd`` = the
@@ -35,6 +36,7 @@ import jax.numpy as jnp  # noqa: E402
 import levers  # noqa: E402
 import memory  # noqa: E402
 import peers  # noqa: E402
+import train_step  # noqa: E402
 from timing import load_average, measure  # noqa: E402
 
 SHAPES = {  # B, T, I, H (shared/PEERS.md)
@@ -53,9 +55,14 @@ STRESS = {
 }
 BIDIR_SHAPE = (32, 128, 64, 128)
 TORCH = "torch.nn.LSTM"
-JLSTM = "jlstm"
-PLAIN = "jlstm plain path (autodiff of lax.scan)"
+JLSTM = "jlstm"  # implementation="auto"
+XLA = "jlstm implementation='xla'"
+KERNEL = "jlstm implementation='cpu_kernel'"
+PLAIN = "jlstm implementation='reference' (autodiff of lax.scan)"
 BF16 = "jlstm, dtype=bfloat16"
+EXPLICIT = {XLA: "xla", KERNEL: "cpu_kernel", PLAIN: "reference"}  # row -> implementation
+QUICK_SHAPES = "S1,S5"
+QUICK_ROUNDS = 3
 
 
 def flops(batch, steps, inputs, hidden) -> tuple[float, float]:
@@ -96,8 +103,10 @@ def build_all(makers: dict, args: tuple, notes: list[str], **extra) -> dict[str,
     for name, make in makers.items():
         try:
             built[name] = make(*args, **extra.get(name, {}))
-        except peers.Missing as e:
-            notes.append(f"{name}: skipped, `{e}` is not installed.")
+        except peers.Unavailable as e:
+            note = f"{name}: skipped, {e}."
+            if note not in notes:
+                notes.append(note)
     return built
 
 
@@ -105,14 +114,16 @@ def build_all(makers: dict, args: tuple, notes: list[str], **extra) -> dict[str,
 
 
 def bench_shape(name, shape, rounds, notes) -> dict:
-    makers = dict(peers.LAYER_IMPLS)
+    makers = {JLSTM: peers.jlstm_layer, XLA: peers.jlstm_layer, KERNEL: peers.jlstm_layer}
+    makers.update((k, v) for k, v in peers.LAYER_IMPLS.items() if k != JLSTM)
     makers[PLAIN] = peers.jlstm_layer
     makers[BF16] = peers.jlstm_layer
-    extra = {PLAIN: dict(fast=False), BF16: dict(dtype=jnp.bfloat16)}
+    extra = {k: dict(implementation=v) for k, v in EXPLICIT.items()}
+    extra[BF16] = dict(dtype=jnp.bfloat16)
     built = build_all(makers, shape, notes, **extra)
     fwd = measure({k: b.fwd for k, b in built.items()}, rounds=rounds)
     fb = measure({k: b.fwd_bwd for k, b in built.items()}, rounds=rounds)
-    return dict(built=built, fwd=fwd, fb=fb)
+    return dict(built=built, fwd=fwd, fb=fb, auto=peers.auto_choice(*shape))
 
 
 def ratio(a, b) -> str:
@@ -136,10 +147,10 @@ def speed_markdown(results: dict, peak: float) -> list[str]:
         "Ratios are jlstm's time divided by the other's: below 1.00 means jlstm is faster. "
         "Targets: fwd+bwd ≤ 1.00× torch and ≤ 0.80× the best JAX peer; fwd ≤ 1.00× torch.",
         "",
-        "| shape | B, T, I, H | jlstm fwd (ms) | torch fwd | **fwd ÷ torch** | "
+        "| shape | B, T, I, H | auto ran | jlstm fwd (ms) | torch fwd | **fwd ÷ torch** | "
         "jlstm fwd+bwd (ms) | torch fwd+bwd | **fwd+bwd ÷ torch** | best JAX peer fwd+bwd "
         "| **fwd+bwd ÷ best JAX peer** |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         shape = SHAPES[name]
@@ -150,11 +161,12 @@ def speed_markdown(results: dict, peak: float) -> list[str]:
         peer, pb = best_peer(r["fb"])
         peer_cell = f"{pb:.2f} ({_short(peer)})" if peer else "—"
         lines.append(
-            f"| {name} | {', '.join(map(str, shape))} | {jf:.2f} | {_fmt(tf)} | "
+            f"| {name} | {', '.join(map(str, shape))} | {r['auto']} | {jf:.2f} | {_fmt(tf)} | "
             f"**{ratio(jf, tf)}** | {jb:.2f} | {_fmt(tb)} | **{ratio(jb, tb)}** | {peer_cell} | "
             f"**{ratio(jb, pb)}** |"
         )
     lines.append("")
+    lines += auto_markdown(results)
     # Full tables, one per shape.
     for name, r in results.items():
         shape = SHAPES[name]
@@ -184,6 +196,44 @@ def speed_markdown(results: dict, peak: float) -> list[str]:
                 f"{min(sf.clean, sf.used)}+{min(sb.clean, sb.used)} of {sf.used}+{sb.used} |"
             )
         lines.append("")
+    return lines
+
+
+def auto_markdown(results: dict) -> list[str]:
+    """Did "auto" run the fastest of jlstm's implementations at each shape?"""
+    rows = {"auto": JLSTM, "xla": XLA, "cpu_kernel": KERNEL, "reference": PLAIN}
+    lines = [
+        "### implementation='auto' against each explicit implementation",
+        "",
+        "What `implementation='auto'` chose on this CPU (`jlstm.implementation.choose`), "
+        "and each implementation's time, fwd / fwd+bwd ms. 'auto ÷ fastest' compares auto "
+        "with the fastest explicit one of the same run (1.00: auto ran the fastest, or "
+        "within the noise of it; differences under ~10% are noise).",
+        "",
+        "| shape | auto ran | auto | 'xla' | 'cpu_kernel' | 'reference' | fastest fwd / fwd+bwd "
+        "| auto ÷ fastest, fwd / fwd+bwd |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, r in results.items():
+        cells, best = [], {}
+        for impl, row in rows.items():
+            if row not in r["fwd"]:
+                cells.append("—")
+                continue
+            f, b = r["fwd"][row].median_ms, r["fb"][row].median_ms
+            cells.append(f"{f:.2f} / {b:.2f}")
+            if impl != "auto":
+                best[impl] = (f, b)
+        if not best or JLSTM not in r["fwd"]:
+            continue
+        bf = min(best, key=lambda k: best[k][0])
+        bb = min(best, key=lambda k: best[k][1])
+        af, ab = r["fwd"][JLSTM].median_ms, r["fb"][JLSTM].median_ms
+        lines.append(
+            f"| {name} | {r['auto']} | {' | '.join(cells)} | {bf} / {bb} | "
+            f"{af / best[bf][0]:.2f} / {ab / best[bb][1]:.2f} |"
+        )
+    lines.append("")
     return lines
 
 

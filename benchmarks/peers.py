@@ -1,22 +1,24 @@
 """The implementations that ``bench.py`` times, each behind one small interface.
 
-Every implementation is one LSTM layer (or the 2-layer bidirectional stack),
-float32, batch-first ``(B, T, I)`` input, zero initial state, and builds two
-closures for a shape:
+Every implementation is one LSTM layer (or one GRU layer, or the 2-layer
+bidirectional LSTM stack), float32, batch-first ``(B, T, I)`` input, zero
+initial state, and builds two closures for a shape:
 
 * ``fwd()``: all hidden states (no gradient bookkeeping);
 * ``fwd_bwd()``: the gradient of ``sum(outputs)`` with respect to every
   parameter and the input.
 
 Both block until the result is ready. JAX implementations are ``jax.jit``-ed
-functions of ``(params, xs)``; PyTorch runs ``torch.nn.LSTM`` with 2 threads
-(oneDNN's fused kernel). A peer whose package is missing raises
-:class:`Missing` and the benchmark notes it and goes on.
+functions of ``(params, xs)``; PyTorch runs ``torch.nn.LSTM`` / ``torch.nn.GRU``
+with 2 threads (oneDNN's fused kernels). jlstm's rows differ only in
+``implementation=`` (:mod:`jlstm.implementation`). An implementation that cannot
+run here (a package missing, or jlstm's CPU kernel unavailable) raises
+:class:`Unavailable` and the benchmark notes it and goes on.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 
 
-class Missing(Exception):
+class Unavailable(Exception):
+    """An implementation cannot run on this machine; the message says why."""
+
+
+class Missing(Unavailable):
     """The package an implementation needs is not installed."""
+
+    def __str__(self) -> str:
+        return f"`{self.args[0]}` is not installed"
 
 
 @dataclass
@@ -63,31 +72,61 @@ def _inputs(batch, steps, inputs, seed=1):
 
 
 def jlstm_layer(
-    batch, steps, inputs, hidden, *, dtype=None, fast=True, remat=False, kernel=True
+    batch, steps, inputs, hidden, *, implementation="auto", dtype=None, remat=False, cell="lstm"
 ) -> Built:
-    """jlstm's layer; ``fast=False``: the plain path; ``kernel=False``: the fast path's
-    lax.scan loops instead of the CPU kernels."""
-    from jlstm import _fused
-    from jlstm.cell import init_params
-    from jlstm.layer import layer
+    """One jlstm layer of ``cell`` run by ``implementation`` ("auto", "reference", "xla"
+    or "cpu_kernel"; see :mod:`jlstm.implementation`)."""
+    import jlstm
 
-    params = init_params(jax.random.key(0), inputs, hidden)
+    params = jlstm.cells.get(cell).init(jax.random.key(0), inputs, hidden)
 
     def apply(p, x):
-        return layer(p, x, dtype=dtype, remat=remat)[0]
+        return jlstm.layer(p, x, implementation=implementation, dtype=dtype, remat=remat)[0]
 
-    # Both switches are read at trace time, so set them around the first calls.
-    _fused.ENABLED = fast
-    switch = os.environ.get("JLSTM_CPU_KERNEL")
-    os.environ["JLSTM_CPU_KERNEL"] = "1" if kernel else "0"
-    try:
-        return _jax_built(apply, params, _inputs(batch, steps, inputs))
-    finally:
-        _fused.ENABLED = True
-        if switch is None:
-            del os.environ["JLSTM_CPU_KERNEL"]
-        else:
-            os.environ["JLSTM_CPU_KERNEL"] = switch
+    why = why_not(implementation, batch, steps, inputs, hidden, cell=cell, dtype=dtype)
+    if why is not None:
+        raise Unavailable(why)
+    return _jax_built(apply, params, _inputs(batch, steps, inputs))
+
+
+def _call(batch, steps, inputs, hidden, *, cell="lstm", dtype=None):
+    """The :class:`jlstm.implementation.Call` that ``jlstm_layer`` makes (float32 params)."""
+    import jlstm
+    from jlstm import implementation
+
+    f32 = np.dtype(np.float32)
+    cell = jlstm.cells.get(cell)
+    n_leaves = len(jax.tree.leaves(jax.eval_shape(cell.init, jax.random.key(0), inputs, hidden)))
+    return implementation.Call(
+        cell=cell,
+        batch=batch,
+        steps=steps,
+        input_size=inputs,
+        hidden=hidden,
+        param_dtypes=(f32,) * n_leaves,
+        state_dtype=f32,
+        compute=np.dtype(dtype or f32),
+        backend=jax.default_backend(),
+        devices=jax.device_count(),
+    )
+
+
+def auto_choice(batch, steps, inputs, hidden, *, cell="lstm", dtype=None) -> str:
+    """What ``implementation="auto"`` runs for one layer of this shape here."""
+    from jlstm import implementation
+
+    return implementation.choose(
+        "auto", _call(batch, steps, inputs, hidden, cell=cell, dtype=dtype)
+    )
+
+
+def why_not(name, batch, steps, inputs, hidden, *, cell="lstm", dtype=None) -> str | None:
+    """Why implementation ``name`` cannot run one layer of this shape here (None: it can)."""
+    from jlstm import implementation
+
+    if name == "auto":
+        return None
+    return implementation.why_not(name, _call(batch, steps, inputs, hidden, cell=cell, dtype=dtype))
 
 
 def torch_lstm(batch, steps, inputs, hidden) -> Built:
@@ -193,6 +232,73 @@ LAYER_IMPLS: dict[str, Callable[..., Built]] = {
 JAX_PEERS = tuple(k for k in LAYER_IMPLS if k not in ("jlstm", "torch.nn.LSTM"))
 
 
+# --------------------------------------------------------------------------- one GRU layer
+
+
+def jlstm_gru(batch, steps, inputs, hidden) -> Built:
+    """jlstm's GRU (torch.nn.GRU's equations), ``implementation="auto"`` (the reference
+    loop: the GRU has no other yet)."""
+    return jlstm_layer(batch, steps, inputs, hidden, cell="gru")
+
+
+def torch_gru(batch, steps, inputs, hidden) -> Built:
+    try:
+        import torch
+    except ImportError as e:
+        raise Missing("torch") from e
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = torch.nn.GRU(inputs, hidden, batch_first=True)
+    xs = torch.randn(batch, steps, inputs)
+    xs_grad = xs.clone().requires_grad_(True)
+
+    def fwd():
+        with torch.no_grad():
+            return model(xs)[0]
+
+    def fwd_bwd():
+        model.zero_grad(set_to_none=True)
+        xs_grad.grad = None
+        model(xs_grad)[0].sum().backward()
+
+    return Built(fwd, fwd_bwd, _first_call(fwd), _first_call(fwd_bwd))
+
+
+def flax_linen_gru(batch, steps, inputs, hidden) -> Built:
+    try:
+        import flax.linen as nn
+    except ImportError as e:
+        raise Missing("flax") from e
+    model = nn.RNN(nn.GRUCell(hidden))
+    xs = _inputs(batch, steps, inputs)
+    params = model.init(jax.random.key(0), xs)
+    return _jax_built(lambda p, x: model.apply(p, x), params, xs)
+
+
+def flax_nnx_gru(batch, steps, inputs, hidden) -> Built:
+    try:
+        from flax import nnx
+    except ImportError as e:
+        raise Missing("flax") from e
+    model = nnx.RNN(nnx.GRUCell(inputs, hidden, rngs=nnx.Rngs(0)), rngs=False)
+    graphdef, state = nnx.split(model)
+    zeros = jnp.zeros((batch, hidden), jnp.float32)
+
+    def apply(state, x):
+        return nnx.merge(graphdef, state)(x, initial_carry=zeros)
+
+    return _jax_built(apply, state, _inputs(batch, steps, inputs))
+
+
+GRU_IMPLS: dict[str, Callable[..., Built]] = {
+    "jlstm GRU": jlstm_gru,
+    "torch.nn.GRU": torch_gru,
+    "flax.linen RNN(GRUCell)": flax_linen_gru,
+    "flax.nnx RNN(GRUCell)": flax_nnx_gru,
+}
+GRU_JAX_PEERS = tuple(k for k in GRU_IMPLS if k.startswith("flax"))
+
+
 # --------------------------------------------------------------------------- 2-layer bidirectional
 
 
@@ -204,12 +310,19 @@ def random_lengths(batch, steps, seed=0) -> np.ndarray:
     return lengths.astype(np.int32)
 
 
-def jlstm_bidir(batch, steps, inputs, hidden, lengths) -> Built:
+def jlstm_bidir(batch, steps, inputs, hidden, lengths, *, implementation="auto") -> Built:
     from jlstm.stack import init_stack_params, stack
 
+    why = why_not(implementation, batch, steps, inputs, hidden)
+    if why is not None:
+        raise Unavailable(why)
     params = init_stack_params(jax.random.key(0), inputs, hidden, num_layers=2, bidirectional=True)
     n = jnp.asarray(lengths)
-    return _jax_built(lambda p, x: stack(p, x, lengths=n)[0], params, _inputs(batch, steps, inputs))
+
+    def apply(p, x):
+        return stack(p, x, lengths=n, implementation=implementation)[0]
+
+    return _jax_built(apply, params, _inputs(batch, steps, inputs))
 
 
 def torch_bidir(batch, steps, inputs, hidden, lengths) -> Built:
@@ -267,6 +380,9 @@ def flax_linen_bidir(batch, steps, inputs, hidden, lengths) -> Built:
 
 BIDIR_IMPLS: dict[str, Callable[..., Built]] = {
     "jlstm.stack": jlstm_bidir,
+    "jlstm.stack, implementation='reference'": functools.partial(
+        jlstm_bidir, implementation="reference"
+    ),
     "torch.nn.LSTM (packed)": torch_bidir,
     "flax.linen Bidirectional(RNN)": flax_linen_bidir,
 }

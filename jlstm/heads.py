@@ -21,65 +21,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jlstm.masking import sequence_mask
 
 Array = jax.Array
 
 POOLING_METHODS = ("last", "mean", "max")
-
-
-def sequence_mask(
-    shape: tuple[int, ...], *, lengths: Array | None = None, mask: Array | None = None
-) -> Array:
-    """The boolean mask of real steps for arrays of layout ``shape = (*batch, T)``.
-
-    ``lengths`` (integer, ``(*batch,)``) gives ``t < lengths``; ``mask`` is
-    checked and returned; with neither, every step is real. Concrete
-    ``lengths`` outside ``[0, T]`` are rejected; traced ones are not checked
-    (a length above T acts as T).
-
-    Shapes:
-      lengths: (*batch,) or mask: (*batch, T)  ->  (*batch, T) bool
-
-    >>> sequence_mask((2, 4), lengths=jnp.array([4, 1])).astype(int)
-    Array([[1, 1, 1, 1],
-           [1, 0, 0, 0]], dtype=int32)
-    """
-    shape = tuple(shape)
-    batch_shape, steps = shape[:-1], shape[-1]
-    if lengths is not None and mask is not None:
-        raise ValueError("give lengths or mask, not both")
-    if lengths is not None:
-        lengths = jnp.asarray(lengths)
-        if not jnp.issubdtype(lengths.dtype, jnp.integer):
-            raise TypeError(f"lengths must have an integer dtype; got {lengths.dtype}")
-        if lengths.shape != batch_shape:
-            raise ValueError(
-                f"lengths must have shape {batch_shape} (the batch); got {lengths.shape}"
-            )
-        _check_lengths_values(lengths, steps)
-        t = jnp.arange(steps, dtype=lengths.dtype).reshape((1,) * len(batch_shape) + (steps,))
-        return t < lengths[..., None]
-    if mask is not None:
-        mask = jnp.asarray(mask)
-        if mask.shape != shape:
-            raise ValueError(f"mask must have shape {shape} (batch, time); got {mask.shape}")
-        if mask.dtype != jnp.bool_:
-            raise TypeError(f"mask must have dtype bool; got {mask.dtype}")
-        return mask
-    return jnp.ones(shape, jnp.bool_)
-
-
-def _check_lengths_values(lengths: Array, steps: int) -> None:
-    """Reject lengths outside [0, T] when their values are known at trace time."""
-    try:
-        values = np.asarray(lengths)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return
-    if values.size and (values.min() < 0 or values.max() > steps):
-        raise ValueError(
-            f"lengths must lie in [0, T={steps}]; got values from {values.min()} to {values.max()}"
-        )
 
 
 def _check_hs(hs: Array, name: str = "hs") -> Array:
@@ -135,7 +82,7 @@ def last_hidden(
     m = sequence_mask(hs.shape[:-1], lengths=lengths, mask=mask)  # (*batch, T)
     steps = hs.shape[-2]
     t = jnp.arange(steps, dtype=jnp.int32).reshape((1,) * (m.ndim - 1) + (steps,))
-    last = jnp.max(jnp.where(m, t, -1), axis=-1)  # (*batch,), -1 when empty
+    last = jnp.max(jnp.where(m, t, -1), axis=-1, initial=-1)  # (*batch,), -1 when empty
     valid = (last >= 0)[..., None]  # (*batch, 1)
     forward = _take_step(hs, last)
     if bidirectional:
@@ -182,7 +129,7 @@ def max_pool(hs: Array, *, lengths: Array | None = None, mask: Array | None = No
     hs = _check_hs(hs)
     m = sequence_mask(hs.shape[:-1], lengths=lengths, mask=mask)[..., None]  # (*batch, T, 1)
     low = jnp.full_like(hs, -jnp.inf)
-    top = jnp.max(jnp.where(m, hs, low), axis=-2)  # (*batch, D)
+    top = jnp.max(jnp.where(m, hs, low), axis=-2, initial=-jnp.inf)  # (*batch, D)
     any_real = jnp.any(m, axis=-2)  # (*batch, 1)
     return jnp.where(any_real, top, jnp.zeros_like(top))
 

@@ -1,10 +1,11 @@
-"""Several LSTM layers on top of each other, optionally bidirectional.
+"""Several layers on top of each other, optionally bidirectional, for any cell.
 
-Parameters are nested tuples, ``params[layer][direction]``, each an
-:class:`~jlstm.cell.LSTMParams`: one direction per layer, or two (forward,
-backward) for a bidirectional stack. Final states follow PyTorch's ``h_n`` /
-``c_n`` layout: a leading axis of ``num_layers * num_directions``, layer-major
-(layer 0 forward, layer 0 backward, layer 1 forward, ...).
+Parameters are nested tuples, ``params[layer][direction]``, each one layer's
+parameters of the same cell (:class:`~jlstm.cell.LSTMParams` by default): one
+direction per layer, or two (forward, backward) for a bidirectional stack.
+Final states follow PyTorch's ``h_n`` / ``c_n`` layout: a leading axis of
+``num_layers * num_directions``, layer-major (layer 0 forward, layer 0
+backward, layer 1 forward, ...).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jlstm.cell import LSTMParams, LSTMState, check_params, init_params
+from jlstm import cells
+from jlstm.cells.base import check_positive_int, check_state
 from jlstm.layer import layer
 
 Array = jax.Array
-StackParams = tuple[tuple[LSTMParams, ...], ...]  # params[layer][direction]
+StackParams = tuple[tuple[Any, ...], ...]  # params[layer][direction]
 
 
 def init_stack_params(
@@ -28,30 +30,33 @@ def init_stack_params(
     *,
     num_layers: int = 1,
     bidirectional: bool = False,
+    cell: str | cells.Cell = "lstm",
     **init_kwargs: Any,
 ) -> StackParams:
-    """Initialise every layer and direction with :func:`~jlstm.cell.init_params`.
+    """Initialise every layer and direction with the cell's ``init``.
 
     Layer 0 reads ``input_size`` features; later layers read the previous
-    layer's output, ``num_directions * hidden_size``. ``init_kwargs``
-    (``forget_bias``, initializers, ``dtype``) go to every layer.
+    layer's output, ``num_directions * output_size``. ``init_kwargs`` (for the
+    LSTM ``forget_bias``, initializers, ``dtype``) go to every layer.
 
     >>> p = init_stack_params(jax.random.key(0), 3, 8, num_layers=2, bidirectional=True)
     >>> len(p), len(p[0]), p[1][0].w_x.shape
     (2, 2, (16, 32))
+    >>> init_stack_params(jax.random.key(0), 3, 8, cell="gru")[0][0].w_h.shape
+    (8, 24)
     """
-    if int(num_layers) != num_layers or num_layers < 1:
-        raise ValueError(f"num_layers must be a positive integer; got {num_layers!r}")
+    num_layers = check_positive_int("num_layers", num_layers)
+    cell = cells.get(cell)
     directions = 2 if bidirectional else 1
     keys = jax.random.split(key, num_layers * directions).reshape(num_layers, directions)
-    params = []
+    params, size = [], input_size
     for depth in range(num_layers):
-        size = input_size if depth == 0 else directions * hidden_size
-        params.append(tuple(init_params(k, size, hidden_size, **init_kwargs) for k in keys[depth]))
+        params.append(tuple(cell.init(k, size, hidden_size, **init_kwargs) for k in keys[depth]))
+        size = directions * cell.output_size(params[-1][0])
     return tuple(params)
 
 
-def stack_shape(params: StackParams) -> tuple[int, int, int, int]:
+def stack_shape(params: StackParams, cell: str | cells.Cell | None = None):
     """Check a stack's parameters; return (input_size, hidden_size, num_layers, directions)."""
     if not isinstance(params, tuple | list) or not params:
         raise TypeError(
@@ -61,25 +66,29 @@ def stack_shape(params: StackParams) -> tuple[int, int, int, int]:
     directions = len(params[0]) if isinstance(params[0], tuple | list) else 0
     if directions not in (1, 2):
         raise ValueError(
-            "params[0] must hold 1 (forward) or 2 (forward, backward) LSTMParams; "
+            "params[0] must hold 1 (forward) or 2 (forward, backward) layers' parameters; "
             f"got {params[0]!r:.80}"
         )
-    input_size, hidden = check_params(params[0][0], "params[0][0]")
+    cell = cells.resolve(cell, params[0][0], "params[0][0]")
+    input_size, hidden = cell.sizes(params[0][0], "params[0][0]")
+    expected_in = input_size
     for depth, directional in enumerate(params):
         if not isinstance(directional, tuple | list) or len(directional) != directions:
             raise ValueError(
-                f"params[{depth}] must hold {directions} LSTMParams like params[0]; "
+                f"params[{depth}] must hold {directions} {type(params[0][0]).__name__} like "
+                "params[0]; "
                 f"got {directional!r:.80}"
             )
-        expected_in = input_size if depth == 0 else directions * hidden
         for d, p in enumerate(directional):
             name = f"params[{depth}][{d}]"
-            size, h = check_params(p, name)
+            cells.resolve(cell, p, name)
+            size, h = cell.sizes(p, name)
             if (size, h) != (expected_in, hidden):
                 raise ValueError(
                     f"{name} must have input_size {expected_in} and hidden_size {hidden}; "
                     f"got input_size {size} and hidden_size {h}"
                 )
+        expected_in = directions * cell.output_size(directional[0])
     return input_size, hidden, len(params), directions
 
 
@@ -87,7 +96,9 @@ def stack(
     params: StackParams,
     xs: Array,
     *,
-    initial_state: LSTMState | None = None,
+    cell: str | cells.Cell | None = None,
+    implementation: str = "auto",
+    initial_state=None,
     lengths: Array | None = None,
     mask: Array | None = None,
     dropout_rate: float = 0.0,
@@ -96,7 +107,7 @@ def stack(
     unroll: int = 1,
     remat: bool = False,
     dtype=None,
-) -> tuple[Array, LSTMState]:
+):
     """Run a stack of (bi)directional layers; see :func:`~jlstm.layer.layer`.
 
     A bidirectional layer concatenates its forward and backward outputs,
@@ -106,7 +117,7 @@ def stack(
 
     Shapes:
       xs: (*batch, T, I)  ->  ys: (*batch, T, D * H)
-      initial_state / final_state .h, .c: (num_layers * D, *batch, H)
+      initial_state / final_state fields: (num_layers * D, *batch, H)
       with D = 2 for a bidirectional stack, 1 otherwise.
 
     >>> p = init_stack_params(jax.random.key(0), 3, 8, num_layers=2, bidirectional=True)
@@ -114,17 +125,30 @@ def stack(
     >>> ys.shape, final.h.shape
     ((4, 6, 16), (4, 4, 8))
     """
-    _, hidden, num_layers, directions = stack_shape(params)
+    _, hidden, num_layers, directions = stack_shape(params, cell)
+    cell = cells.resolve(cell, params[0][0], "params[0][0]")
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must lie in [0, 1); got {dropout_rate!r}")
     xs = jnp.asarray(xs)
     if xs.ndim < 2:
         raise ValueError(f"xs must be (*batch, T, features); got shape {xs.shape}")
     batch_shape = xs.shape[1:-1] if time_major else xs.shape[:-2]
-    states = _split_initial_state(initial_state, num_layers * directions, batch_shape, hidden)
+    count = num_layers * directions
+    if initial_state is None:
+        states = [None] * count
+    else:
+        check_state(cell, initial_state, (count, *batch_shape), hidden, "initial_state")
+        states = [type(initial_state)(*(a[k] for a in initial_state)) for k in range(count)]
 
     common = dict(
-        lengths=lengths, mask=mask, time_major=time_major, unroll=unroll, remat=remat, dtype=dtype
+        cell=cell,
+        implementation=implementation,
+        lengths=lengths,
+        mask=mask,
+        time_major=time_major,
+        unroll=unroll,
+        remat=remat,
+        dtype=dtype,
     )
     finals = []
     for depth, directional in enumerate(params):
@@ -139,21 +163,5 @@ def stack(
             key = jax.random.fold_in(dropout_key, depth)
             keep = jax.random.bernoulli(key, 1.0 - dropout_rate, xs.shape)
             xs = jnp.where(keep, xs / (1.0 - dropout_rate), jnp.zeros_like(xs))
-    final = LSTMState(*(jnp.stack(parts) for parts in zip(*finals, strict=True)))
+    final = type(finals[0])(*(jnp.stack(parts) for parts in zip(*finals, strict=True)))
     return xs, final
-
-
-def _split_initial_state(initial_state, count, batch_shape, hidden) -> list[LSTMState | None]:
-    """(count, *batch, H) initial state -> one LSTMState (or None) per layer and direction."""
-    if initial_state is None:
-        return [None] * count
-    if not isinstance(initial_state, LSTMState):
-        raise TypeError(f"initial_state must be an LSTMState; got {type(initial_state).__name__}")
-    expected = (count, *batch_shape, hidden)
-    for name, a in zip(("h", "c"), initial_state, strict=True):
-        if jnp.shape(a) != expected:
-            raise ValueError(
-                f"initial_state.{name} must have shape {expected} "
-                f"(num_layers * num_directions, *batch, hidden); got {jnp.shape(a)}"
-            )
-    return [LSTMState(initial_state.h[k], initial_state.c[k]) for k in range(count)]

@@ -1,1 +1,1 @@
-"""Weight conversion to and from other LSTM implementations (imported on demand)."""
+"""Weight conversion to and from other libraries' recurrent networks (imported on demand)."""

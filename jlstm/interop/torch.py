@@ -1,13 +1,32 @@
-"""Weights between ``torch.nn.LSTM`` and jlstm, both ways.
+"""Weights between ``torch.nn.LSTM``, ``torch.nn.GRU``, ``torch.nn.RNN`` and jlstm, both ways.
 
 PyTorch keeps, per layer ``k`` and direction (suffix ``_reverse`` for the
-backward one), ``weight_ih_l{k}`` (4H, I), ``weight_hh_l{k}`` (4H, H),
-``bias_ih_l{k}`` and ``bias_hh_l{k}`` (4H,), gate blocks in the order i, f, g, o
-— jlstm's order. So ``w_x = weight_ih.T``, ``w_h = weight_hh.T`` and
-``b = bias_ih + bias_hh``; going back, ``bias_ih = b`` and ``bias_hh = 0``
-(the sum is all the forward pass sees). ``batch_first`` does not touch the
-weights: give jlstm batch-major input for ``batch_first=True`` and
-``time_major=True`` input otherwise.
+backward one), ``weight_ih_l{k}`` (G*H, I), ``weight_hh_l{k}`` (G*H, H),
+``bias_ih_l{k}`` and ``bias_hh_l{k}`` (G*H,), with G gate blocks in jlstm's
+order: G = 4 (i, f, g, o) for the LSTM, 3 (r, z, n) for the GRU, 1 for the
+Elman RNN. In every case ``w_x = weight_ih.T`` and ``w_h = weight_hh.T``. The
+biases:
+
+=========  ===========================================  ===========================================
+module     torch -> jlstm                               jlstm -> torch
+=========  ===========================================  ===========================================
+LSTM, RNN  ``b = bias_ih + bias_hh``                    ``bias_ih = b``, ``bias_hh = 0``
+GRU        ``b = bias_ih + [bias_hh_r, bias_hh_z, 0]``  ``bias_ih = b``, ``bias_hh = [0, 0, b_hn]``
+           ``b_hn = bias_hh_n``
+=========  ===========================================  ===========================================
+
+(the sums are all the forward pass sees; the GRU's ``bias_hh_n`` sits inside the
+reset product, so it stays apart as ``b_hn``). jlstm -> torch -> jlstm is
+exact. The parameters' type names the cell (:class:`~jlstm.cells.LSTMParams`,
+:class:`~jlstm.cells.GRUParams`, :class:`~jlstm.cells.RNNParams`), except an
+RNN's nonlinearity, which the weights do not hold: run a ReLU ``torch.nn.RNN``'s
+parameters with ``cell="rnn_relu"`` (:func:`cell_name` gives the cell's name for
+any module, "rnn_tanh" for a tanh RNN), and pass ``nonlinearity="relu"`` to
+:func:`params_to_torch`.
+
+``batch_first`` does not touch the weights: give jlstm batch-major input for
+``batch_first=True`` and ``time_major=True`` input otherwise. An LSTM with
+``proj_size > 0`` is not supported yet.
 
 torch is imported only inside these functions: importing jlstm never imports it.
 """
@@ -19,37 +38,137 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from jlstm.cell import LSTMParams
+from jlstm.cells import GRUParams, LSTMParams, RNNParams
 from jlstm.stack import StackParams, stack_shape
+
+# kind -> (parameters' type, gate blocks, the torch class's name)
+_KINDS = {
+    "lstm": (LSTMParams, 4, "LSTM"),
+    "gru": (GRUParams, 3, "GRU"),
+    "rnn": (RNNParams, 1, "RNN"),
+}
+_BY_GATES = {gates: kind for kind, (_, gates, _) in _KINDS.items()}
+_BY_TYPE = {params_type: kind for kind, (params_type, _, _) in _KINDS.items()}
+# torch.nn.RNNBase.mode -> (kind, nonlinearity)
+_MODES = {
+    "LSTM": ("lstm", None),
+    "GRU": ("gru", None),
+    "RNN_TANH": ("rnn", "tanh"),
+    "RNN_RELU": ("rnn", "relu"),
+}
+_NONLINEARITIES = ("tanh", "relu")
 
 
 def _suffix(layer: int, direction: int) -> str:
     return f"_l{layer}" + ("_reverse" if direction else "")
 
 
-def params_from_torch(module: Any, *, dtype=jnp.float32) -> StackParams:
-    """A ``torch.nn.LSTM`` (or its ``state_dict``) -> jlstm stack parameters.
+def _mode(module: Any) -> tuple[str, str | None]:
+    """(kind, nonlinearity) of a torch recurrent module, or a ValueError."""
+    mode = getattr(module, "mode", None)
+    if mode not in _MODES:
+        raise ValueError(
+            "module must be a torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN; "
+            f"got {type(module).__name__}"
+        )
+    return _MODES[mode]
+
+
+def cell_name(module: Any) -> str:
+    """The jlstm cell that runs a torch module's weights, for ``cell=``: "lstm", "gru",
+    "rnn_tanh" or "rnn_relu" (torch's ``mode``, lower case).
+
+    >>> import torch
+    >>> cell_name(torch.nn.RNN(3, 8, nonlinearity="relu")), cell_name(torch.nn.GRU(3, 8))
+    ('rnn_relu', 'gru')
+    """
+    kind, nonlinearity = _mode(module)
+    return kind if nonlinearity is None else f"rnn_{nonlinearity}"
+
+
+def _infer_kind(state: dict, kind: str | None) -> str:
+    """The kind from the shapes of ``weight_hh_l0`` (G*H, H), checked against ``kind``."""
+    rows, cols = tuple(state["weight_hh_l0"].shape)
+    inferred = _BY_GATES.get(rows // cols) if cols and rows % cols == 0 else None
+    if inferred is None:
+        raise ValueError(
+            "weight_hh_l0 must be (G * hidden_size, hidden_size) with G = 4 (LSTM), 3 (GRU) "
+            f"or 1 (RNN); got shape {(rows, cols)}"
+        )
+    if kind is not None and kind != inferred:
+        raise ValueError(
+            f"kind={kind!r} does not match the weights: weight_hh_l0 {(rows, cols)} is "
+            f"{inferred!r}'s ({_KINDS[inferred][1]} * hidden_size rows)"
+        )
+    return inferred
+
+
+def _params(kind: str, w_ih, w_hh, b_ih, b_hh, dtype):
+    """One layer-direction's jlstm parameters from torch's float64 arrays."""
+    if kind == "gru":
+        hidden = w_hh.shape[1]
+        b = b_ih + np.concatenate([b_hh[: 2 * hidden], np.zeros(hidden)])
+        extra = dict(b_hn=jnp.asarray(b_hh[2 * hidden :], dtype))
+    else:
+        b = b_ih + b_hh
+        extra = {}
+    return _KINDS[kind][0](
+        w_x=jnp.asarray(w_ih.T, dtype),
+        w_h=jnp.asarray(w_hh.T, dtype),
+        b=jnp.asarray(b, dtype),
+        **extra,
+    )
+
+
+def _biases(p) -> tuple[np.ndarray, np.ndarray]:
+    """(bias_ih, bias_hh) for one layer-direction's jlstm parameters, float64."""
+    b = np.asarray(p.b, np.float64)
+    if isinstance(p, GRUParams):
+        b_hn = np.asarray(p.b_hn, np.float64)
+        return b, np.concatenate([np.zeros(b.shape[0] - b_hn.shape[0]), b_hn])
+    return b, np.zeros_like(b)
+
+
+def params_from_torch(module: Any, *, kind: str | None = None, dtype=jnp.float32) -> StackParams:
+    """A ``torch.nn.LSTM``, ``GRU`` or ``RNN`` (or its ``state_dict``) -> jlstm stack parameters.
+
+    The kind ("lstm", "gru" or "rnn") comes from the module, or for a
+    ``state_dict`` from the shapes (``weight_hh_l0`` has 4H, 3H or H rows);
+    ``kind=`` states it, and must agree. A ReLU RNN's parameters run with
+    ``cell="rnn_relu"`` (:func:`cell_name`).
 
     >>> import torch
     >>> params = params_from_torch(torch.nn.LSTM(3, 8, num_layers=2, bidirectional=True))
     >>> len(params), len(params[0]), params[1][1].w_x.shape
     (2, 2, (16, 32))
+    >>> params = params_from_torch(torch.nn.GRU(3, 8).state_dict())
+    >>> type(params[0][0]).__name__, params[0][0].w_h.shape, params[0][0].b_hn.shape
+    ('GRUParams', (8, 24), (8,))
     """
+    if kind is not None and kind not in _KINDS:
+        raise ValueError(f"kind must be one of {tuple(_KINDS)} or None; got {kind!r}")
     if hasattr(module, "state_dict"):
         if getattr(module, "proj_size", 0):
             raise NotImplementedError(
                 f"torch.nn.LSTM with proj_size > 0 is not supported yet; got proj_size="
                 f"{module.proj_size}"
             )
+        module_kind, _ = _mode(module)
+        if kind is not None and kind != module_kind:
+            raise ValueError(
+                f"kind={kind!r} does not match the module, a torch.nn.{type(module).__name__}"
+            )
         state = module.state_dict()
     else:
         state = dict(module)
     if any(name.startswith("weight_hr") for name in state):
         raise NotImplementedError("torch.nn.LSTM with proj_size > 0 is not supported yet")
-    if "weight_ih_l0" not in state:
+    if "weight_ih_l0" not in state or "weight_hh_l0" not in state:
         raise ValueError(
-            f"module must be a torch.nn.LSTM or its state_dict; got keys {sorted(state)[:4]}"
+            "module must be a torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN, or the state_dict "
+            f"of one; got keys {sorted(state)[:4]}"
         )
+    kind = _infer_kind(state, kind)
 
     def array(name):
         return np.asarray(state[name].detach().cpu().numpy(), np.float64)
@@ -66,14 +185,9 @@ def params_from_torch(module: Any, *, dtype=jnp.float32) -> StackParams:
             if f"weight_ih{s}" not in state:
                 continue
             w_ih, w_hh = array(f"weight_ih{s}"), array(f"weight_hh{s}")
-            b = bias(f"bias_ih{s}", w_ih.shape[0]) + bias(f"bias_hh{s}", w_ih.shape[0])
-            directions.append(
-                LSTMParams(
-                    w_x=jnp.asarray(w_ih.T, dtype),
-                    w_h=jnp.asarray(w_hh.T, dtype),
-                    b=jnp.asarray(b, dtype),
-                )
-            )
+            size = w_ih.shape[0]
+            b_ih, b_hh = bias(f"bias_ih{s}", size), bias(f"bias_hh{s}", size)
+            directions.append(_params(kind, w_ih, w_hh, b_ih, b_hh, dtype))
         layers.append(tuple(directions))
         k += 1
     params = tuple(layers)
@@ -81,41 +195,84 @@ def params_from_torch(module: Any, *, dtype=jnp.float32) -> StackParams:
     return params
 
 
-def params_to_torch(params: StackParams, module: Any = None, *, batch_first: bool = True) -> Any:
-    """jlstm stack parameters -> a ``torch.nn.LSTM`` holding the same weights.
+def params_to_torch(
+    params: StackParams,
+    module: Any = None,
+    *,
+    batch_first: bool = True,
+    nonlinearity: str | None = None,
+) -> Any:
+    """jlstm stack parameters -> a torch module holding the same weights.
 
-    Loads into ``module`` when given (its sizes must match), else builds a new
-    float32 ``torch.nn.LSTM``. Returns the module.
+    The module's class follows the parameters' type: ``torch.nn.LSTM`` for
+    :class:`~jlstm.cells.LSTMParams`, ``torch.nn.GRU`` for
+    :class:`~jlstm.cells.GRUParams`, ``torch.nn.RNN`` with ``nonlinearity``
+    ("tanh" unless ``module`` says otherwise) for :class:`~jlstm.cells.RNNParams`.
+    Loads into ``module`` when given (its class and sizes must match, and its
+    dtype is kept), else builds a new float32 module. Returns the module.
 
     >>> import jax
     >>> from jlstm import init_stack_params
     >>> lstm = params_to_torch(init_stack_params(jax.random.key(0), 3, 8, num_layers=2))
     >>> lstm.hidden_size, lstm.num_layers, lstm.batch_first
     (8, 2, True)
+    >>> rnn = params_to_torch(init_stack_params(jax.random.key(0), 3, 8, cell="rnn"),
+    ...                       nonlinearity="relu")
+    >>> type(rnn).__name__, rnn.nonlinearity
+    ('RNN', 'relu')
     """
     import torch
 
     input_size, hidden, num_layers, directions = stack_shape(params)
-    if module is None:
-        module = torch.nn.LSTM(
-            input_size,
-            hidden,
-            num_layers=num_layers,
-            bidirectional=directions == 2,
-            batch_first=batch_first,
+    kind = _BY_TYPE.get(type(params[0][0]))
+    if kind is None:
+        raise TypeError(
+            "params must hold LSTMParams, GRUParams or RNNParams (the cells torch has); "
+            f"got {type(params[0][0]).__name__}"
         )
-    expected = (input_size, hidden, num_layers, directions == 2, 0)
-    got = (
-        module.input_size,
-        module.hidden_size,
-        module.num_layers,
-        module.bidirectional,
-        module.proj_size,
-    )
+    _, _, class_name = _KINDS[kind]
+    if nonlinearity is not None and kind != "rnn":
+        raise ValueError(
+            f"nonlinearity is for RNNParams (torch.nn.RNN); got nonlinearity={nonlinearity!r} "
+            f"with {type(params[0][0]).__name__}"
+        )
+    if nonlinearity is not None and nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {_NONLINEARITIES}; got {nonlinearity!r}")
+    if module is None:
+        options = dict(
+            num_layers=num_layers, bidirectional=directions == 2, batch_first=batch_first
+        )
+        if kind == "rnn":
+            options["nonlinearity"] = nonlinearity or "tanh"
+        module = getattr(torch.nn, class_name)(input_size, hidden, **options)
+    module_kind, module_nonlinearity = _mode(module)
+    if module_kind != kind:
+        raise ValueError(
+            f"module must be a torch.nn.{class_name} for {type(params[0][0]).__name__}; "
+            f"got {type(module).__name__}"
+        )
+    if nonlinearity is not None and nonlinearity != module_nonlinearity:
+        raise ValueError(
+            f"nonlinearity={nonlinearity!r} does not match the module's "
+            f"nonlinearity={module_nonlinearity!r}"
+        )
+    if kind == "lstm":
+        fields = "(input_size, hidden_size, num_layers, bidirectional, proj_size)"
+        expected = (input_size, hidden, num_layers, directions == 2, 0)
+        got = (
+            module.input_size,
+            module.hidden_size,
+            module.num_layers,
+            module.bidirectional,
+            module.proj_size,
+        )
+    else:
+        fields = "(input_size, hidden_size, num_layers, bidirectional)"
+        expected = (input_size, hidden, num_layers, directions == 2)
+        got = (module.input_size, module.hidden_size, module.num_layers, module.bidirectional)
     if got != expected:
         raise ValueError(
-            "module must be a torch.nn.LSTM with (input_size, hidden_size, num_layers, "
-            f"bidirectional, proj_size) = {expected}; got {got}"
+            f"module must be a torch.nn.{class_name} with {fields} = {expected}; got {got}"
         )
     state = module.state_dict()
     new = {}
@@ -123,13 +280,16 @@ def params_to_torch(params: StackParams, module: Any = None, *, batch_first: boo
         for d, p in enumerate(directional):
             s = _suffix(k, d)
             ref = state[f"weight_ih{s}"]
-            tensor = lambda a, ref=ref: torch.as_tensor(np.asarray(a, np.float32).copy()).to(ref)
+            # Through float64, then to the module's dtype: exact for float32 and float64.
+            tensor = lambda a, ref=ref: torch.as_tensor(np.asarray(a, np.float64).copy()).to(ref)
             new[f"weight_ih{s}"] = tensor(p.w_x.T)
             new[f"weight_hh{s}"] = tensor(p.w_h.T)
+            bias_ih, bias_hh = _biases(p)
             if f"bias_ih{s}" in state:
-                new[f"bias_ih{s}"] = tensor(p.b)
-                new[f"bias_hh{s}"] = tensor(np.zeros_like(p.b))
-            elif np.any(np.asarray(p.b) != 0):
-                raise ValueError("module was built with bias=False but params.b is not zero")
+                new[f"bias_ih{s}"] = tensor(bias_ih)
+                new[f"bias_hh{s}"] = tensor(bias_hh)
+            elif np.any(bias_ih != 0) or np.any(bias_hh != 0):
+                biases = "params.b and params.b_hn are" if kind == "gru" else "params.b is"
+                raise ValueError(f"module was built with bias=False but {biases} not zero")
     module.load_state_dict(new)
     return module

@@ -1,7 +1,7 @@
 """Flax NNX modules: thin owners of parameters that call the pure core.
 
-- :class:`LSTMCell`, :class:`LSTM`: the recurrence (:mod:`jlstm.cell`,
-  :mod:`jlstm.stack`).
+- :class:`RecurrentCell`, :class:`Recurrent` (any cell of :mod:`jlstm.cells`),
+  :class:`LSTMCell`, :class:`LSTM`: the recurrence (:mod:`jlstm.stack`).
 - :class:`Pooling`, :class:`AttentionPooling`: hidden states -> one vector
   (:mod:`jlstm.heads`, :mod:`jlstm.attention`).
 - :class:`ClassificationHead`, :class:`RegressionHead`, :class:`MatchingHead`.
@@ -13,7 +13,6 @@ No module stores a random key: dropout takes ``dropout_key`` at call time.
 """
 
 from jlstm.nn.heads import ClassificationHead, MatchingHead, RegressionHead
-from jlstm.nn.lstm import LSTM, LSTMCell
 from jlstm.nn.models import (
     CharLM,
     SequenceClassifier,
@@ -23,6 +22,7 @@ from jlstm.nn.models import (
     SiameseMatcher,
 )
 from jlstm.nn.pooling import AttentionPooling, Pooling, make_pooling
+from jlstm.nn.recurrent import LSTM, LSTMCell, Recurrent, RecurrentCell
 
 __all__ = [
     "LSTM",
@@ -32,6 +32,8 @@ __all__ = [
     "LSTMCell",
     "MatchingHead",
     "Pooling",
+    "Recurrent",
+    "RecurrentCell",
     "RegressionHead",
     "SequenceClassifier",
     "SequenceEncoder",

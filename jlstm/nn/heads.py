@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jlstm.cells.base import check_positive_int
 from jlstm.heads import SIMILARITIES, similarity
 
 Array = jax.Array
@@ -57,6 +58,8 @@ class ClassificationHead(nnx.Module):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
+        check_positive_int("in_features", in_features)
+        check_positive_int("num_classes", num_classes)
         self.linear = nnx.Linear(
             in_features, num_classes, dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
@@ -90,6 +93,8 @@ class RegressionHead(nnx.Module):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
+        check_positive_int("in_features", in_features)
+        check_positive_int("out_features", out_features)
         self.linear = nnx.Linear(
             in_features, out_features, dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )

@@ -1,4 +1,4 @@
-"""Model assemblies: an LSTM encoder, a pooling, a head.
+"""Model assemblies: a recurrent encoder (the LSTM by default), a pooling, a head.
 
 Every model's ``__call__`` takes ``dropout_key`` (``None``: no dropout, as at
 evaluation); no model stores a random key, so ``nnx.state(model)`` holds only
@@ -6,8 +6,12 @@ parameters and checkpoints cleanly. Two dropouts exist: ``dropout`` between
 LSTM layers (as in PyTorch's ``nn.LSTM``) and ``output_dropout`` on what the
 head reads (the pooled vector, or every step's output).
 
-``**lstm_options`` go to :class:`~jlstm.nn.LSTM`: ``forget_bias``,
-``kernel_init``, ``recurrent_init``, ``bias_init``, ``unroll``, ``remat``.
+The encoder's options are written once, on :class:`SequenceEncoder` and
+:class:`~jlstm.nn.Recurrent`: every model takes them as keyword arguments
+(``num_layers``, ``bidirectional``, ``dropout``, ``cell``, ``implementation``,
+``unroll``, ``remat``, the cell's init options such as ``forget_bias``; and for
+the pooled models ``pooling``, ``attention``, ``num_heads``,
+``attention_size``) and passes them on unchanged.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from jlstm.cell import LSTMState
-from jlstm.heads import sequence_mask
+from jlstm.masking import sequence_mask
 from jlstm.nn.heads import ClassificationHead, MatchingHead, RegressionHead
-from jlstm.nn.lstm import LSTM
 from jlstm.nn.pooling import AttentionPooling, make_pooling
+from jlstm.nn.recurrent import Recurrent
 
 Array = jax.Array
 
@@ -50,7 +54,10 @@ def _check_rate(name: str, rate: float) -> float:
 
 
 class SequenceEncoder(nnx.Module):
-    """LSTM -> pooling over time: one vector per sequence.
+    """Recurrent layers -> pooling over time: one vector per sequence.
+
+    ``rnn_options`` go to :class:`~jlstm.nn.Recurrent` (``cell``,
+    ``num_layers``, ``bidirectional``, ``dropout``, ``implementation``, ...).
 
     ``pooling`` is ``"last"`` (h at the last real step; both directions'
     final states when bidirectional), ``"mean"``, ``"max"`` or
@@ -74,9 +81,6 @@ class SequenceEncoder(nnx.Module):
         in_features: int,
         hidden_size: int,
         *,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
         pooling: str = "last",
         attention: str = "additive",
         num_heads: int = 1,
@@ -84,23 +88,15 @@ class SequenceEncoder(nnx.Module):
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-        **lstm_options: Any,
+        **rnn_options: Any,
     ):
-        self.lstm = LSTM(
-            in_features,
-            hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
-            **lstm_options,
+        self.rnn = Recurrent(
+            in_features, hidden_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs, **rnn_options
         )
         self.pooling = make_pooling(
             pooling,
-            self.lstm.out_features,
-            bidirectional=bidirectional,
+            self.rnn.out_features,
+            bidirectional=self.rnn.bidirectional,
             attention=attention,
             num_heads=num_heads,
             attention_size=attention_size,
@@ -114,7 +110,7 @@ class SequenceEncoder(nnx.Module):
     def out_features(self) -> int:
         if isinstance(self.pooling, AttentionPooling):
             return self.pooling.out_features
-        return self.lstm.out_features
+        return self.rnn.out_features
 
     def __call__(
         self,
@@ -124,7 +120,7 @@ class SequenceEncoder(nnx.Module):
         mask: Array | None = None,
         dropout_key: Array | None = None,
     ) -> tuple[Array, Array | None]:
-        hs, _ = self.lstm(xs, lengths=lengths, mask=mask, dropout_key=dropout_key)
+        hs, _ = self.rnn(xs, lengths=lengths, mask=mask, dropout_key=dropout_key)
         if isinstance(self.pooling, AttentionPooling):
             return self.pooling(hs, lengths=lengths, mask=mask)
         return self.pooling(hs, lengths=lengths, mask=mask), None
@@ -149,16 +145,16 @@ class SequenceClassifier(_PooledModel):
     """LSTM -> pooling -> linear: one set of class logits per sequence.
 
     Args:
-      in_features, hidden_size: the LSTM's sizes.
+      in_features, hidden_size: the recurrent encoder's sizes.
       num_classes: logits per sequence.
-      num_layers, bidirectional, dropout: the LSTM's (dropout between layers).
       output_dropout: dropout on the pooled vector before the head.
-      pooling: ``"last"``, ``"mean"``, ``"max"`` or ``"attention"``.
-      attention, num_heads, attention_size: for ``pooling="attention"``:
-        ``"additive"`` or ``"dot"`` (see :class:`~jlstm.nn.AttentionPooling`).
       dtype, param_dtype: matmul and parameter dtypes (outputs stay float32).
       rngs: for initialisation only.
-      **lstm_options: ``forget_bias``, initializers, ``unroll``, ``remat``.
+      **encoder_options: to :class:`SequenceEncoder`: ``pooling`` (``"last"``,
+        ``"mean"``, ``"max"`` or ``"attention"``), ``attention`` (``"additive"``
+        or ``"dot"``), ``num_heads``, ``attention_size``, and the recurrent
+        layers' options (``cell``, ``num_layers``, ``bidirectional``,
+        ``dropout`` between layers, ``implementation``, ``forget_bias``, ...).
 
     ``__call__(xs, *, lengths=None, mask=None, dropout_key=None,
     return_attention=False)`` returns the logits, or ``(logits, weights)``
@@ -181,33 +177,19 @@ class SequenceClassifier(_PooledModel):
         hidden_size: int,
         num_classes: int,
         *,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
         output_dropout: float = 0.0,
-        pooling: str = "last",
-        attention: str = "additive",
-        num_heads: int = 1,
-        attention_size: int | None = None,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-        **lstm_options: Any,
+        **encoder_options: Any,
     ):
         self.encoder = SequenceEncoder(
             in_features,
             hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            pooling=pooling,
-            attention=attention,
-            num_heads=num_heads,
-            attention_size=attention_size,
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,
-            **lstm_options,
+            **encoder_options,
         )
         self.head = ClassificationHead(
             self.encoder.out_features, num_classes, dtype=dtype, param_dtype=param_dtype, rngs=rngs
@@ -251,33 +233,19 @@ class SequenceRegressor(_PooledModel):
         hidden_size: int,
         out_features: int,
         *,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
         output_dropout: float = 0.0,
-        pooling: str = "last",
-        attention: str = "additive",
-        num_heads: int = 1,
-        attention_size: int | None = None,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-        **lstm_options: Any,
+        **encoder_options: Any,
     ):
         self.encoder = SequenceEncoder(
             in_features,
             hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            pooling=pooling,
-            attention=attention,
-            num_heads=num_heads,
-            attention_size=attention_size,
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,
-            **lstm_options,
+            **encoder_options,
         )
         self.head = RegressionHead(
             self.encoder.out_features, out_features, dtype=dtype, param_dtype=param_dtype, rngs=rngs
@@ -316,28 +284,17 @@ class SequenceTagger(nnx.Module):
         hidden_size: int,
         num_tags: int,
         *,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
         output_dropout: float = 0.0,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-        **lstm_options: Any,
+        **rnn_options: Any,
     ):
-        self.lstm = LSTM(
-            in_features,
-            hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
-            **lstm_options,
+        self.rnn = Recurrent(
+            in_features, hidden_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs, **rnn_options
         )
         self.head = ClassificationHead(
-            self.lstm.out_features, num_tags, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+            self.rnn.out_features, num_tags, dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
         self.output_dropout = _check_rate("output_dropout", output_dropout)
 
@@ -350,7 +307,7 @@ class SequenceTagger(nnx.Module):
         dropout_key: Array | None = None,
     ) -> Array:
         k_lstm, k_out = _split(dropout_key)
-        hs, _ = self.lstm(xs, lengths=lengths, mask=mask, dropout_key=k_lstm)
+        hs, _ = self.rnn(xs, lengths=lengths, mask=mask, dropout_key=k_lstm)
         logits = self.head(_dropout(hs, self.output_dropout, k_out))
         if lengths is None and mask is None:
             return logits
@@ -384,18 +341,11 @@ class SiameseMatcher(nnx.Module):
         similarity: str = "cosine",
         learn_scale: bool = False,
         init_scale: float = 1.0,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
         output_dropout: float = 0.0,
-        pooling: str = "last",
-        attention: str = "additive",
-        num_heads: int = 1,
-        attention_size: int | None = None,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-        **lstm_options: Any,
+        **encoder_options: Any,
     ):
         self.head = MatchingHead(
             similarity, learn_scale=learn_scale, init_scale=init_scale, param_dtype=param_dtype
@@ -403,17 +353,10 @@ class SiameseMatcher(nnx.Module):
         self.encoder = SequenceEncoder(
             in_features,
             hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            pooling=pooling,
-            attention=attention,
-            num_heads=num_heads,
-            attention_size=attention_size,
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,
-            **lstm_options,
+            **encoder_options,
         )
         self.output_dropout = _check_rate("output_dropout", output_dropout)
 
@@ -487,47 +430,40 @@ class CharLM(nnx.Module):
         hidden_size: int,
         *,
         embed_dim: int = 64,
-        num_layers: int = 1,
-        dropout: float = 0.0,
         output_dropout: float = 0.0,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-        **lstm_options: Any,
+        **rnn_options: Any,
     ):
-        if int(vocab_size) != vocab_size or vocab_size < 1:
+        if isinstance(vocab_size, bool) or int(vocab_size) != vocab_size or vocab_size < 1:
             raise ValueError(f"vocab_size must be a positive integer; got {vocab_size!r}")
+        if rnn_options.get("bidirectional"):
+            raise ValueError("CharLM predicts the next token: it cannot be bidirectional")
         self.embed = nnx.Embed(vocab_size, embed_dim, param_dtype=param_dtype, rngs=rngs)
-        self.lstm = LSTM(
-            embed_dim,
-            hidden_size,
-            num_layers=num_layers,
-            dropout=dropout,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
-            **lstm_options,
+        self.rnn = Recurrent(
+            embed_dim, hidden_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs, **rnn_options
         )
         self.head = ClassificationHead(
-            hidden_size, vocab_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+            self.rnn.out_features, vocab_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
         self.vocab_size = vocab_size
         self.output_dropout = _check_rate("output_dropout", output_dropout)
 
-    def initial_state(self, batch_size: int) -> LSTMState:
+    def initial_state(self, batch_size: int) -> Any:
         """Zero h and c, (num_layers, batch_size, hidden_size)."""
-        return self.lstm.initial_state(batch_size)
+        return self.rnn.initial_state(batch_size)
 
     def __call__(
         self,
         tokens: Array,
         *,
-        initial_state: LSTMState | None = None,
+        initial_state: Any = None,
         lengths: Array | None = None,
         mask: Array | None = None,
         dropout_key: Array | None = None,
-    ) -> tuple[Array, LSTMState]:
-        tokens = _check_tokens(tokens, "tokens")
+    ) -> tuple[Array, Any]:
+        tokens = _check_tokens(tokens, "tokens", self.vocab_size)
         k_lstm, k_out = _split(dropout_key)
         hs, final = self.hidden_states(
             tokens, initial_state=initial_state, lengths=lengths, mask=mask, dropout_key=k_lstm
@@ -542,17 +478,17 @@ class CharLM(nnx.Module):
         self,
         tokens: Array,
         *,
-        initial_state: LSTMState | None = None,
+        initial_state: Any = None,
         lengths: Array | None = None,
         mask: Array | None = None,
         dropout_key: Array | None = None,
-    ) -> tuple[Array, LSTMState]:
+    ) -> tuple[Array, Any]:
         """The top layer's hidden states, which the head turns into logits, and the
         final state: ``(hs (B, T, hidden_size), final_state)``. What a cache over
         the hidden states (:mod:`jlstm.cache`) keys on."""
-        tokens = _check_tokens(tokens, "tokens")
+        tokens = _check_tokens(tokens, "tokens", self.vocab_size)
         xs = self.embed(tokens)  # (B, T, E)
-        return self.lstm(
+        return self.rnn(
             xs, lengths=lengths, mask=mask, initial_state=initial_state, dropout_key=dropout_key
         )
 
@@ -578,7 +514,7 @@ class CharLM(nnx.Module):
         """
         prompt = jnp.asarray(prompt)
         single = prompt.ndim == 1
-        prompt = _check_tokens(prompt[None] if single else prompt, "prompt")
+        prompt = _check_tokens(prompt[None] if single else prompt, "prompt", self.vocab_size)
         if prompt.shape[1] < 1:
             raise ValueError(f"prompt must hold at least one token; got shape {prompt.shape}")
         if int(num_steps) != num_steps or num_steps < 0:
@@ -609,10 +545,21 @@ class CharLM(nnx.Module):
         return tokens[0] if single else tokens
 
 
-def _check_tokens(tokens: Array, name: str) -> Array:
+def _check_tokens(tokens: Array, name: str, vocab_size: int) -> Array:
+    """(batch, time) integer token ids. Concrete ids outside [0, vocab_size) are an error;
+    under ``jax.jit`` they are not checked (an embedding lookup then clamps them)."""
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 2:
         raise ValueError(f"{name} must be (batch, time) token ids; got shape {tokens.shape}")
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise TypeError(f"{name} must have an integer dtype; got {tokens.dtype}")
+    try:
+        values = np.asarray(tokens)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return tokens
+    if values.size and (values.min() < 0 or values.max() >= vocab_size):
+        raise ValueError(
+            f"{name} must lie in [0, vocab_size={vocab_size}); got values from "
+            f"{values.min()} to {values.max()}"
+        )
     return tokens

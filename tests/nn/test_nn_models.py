@@ -95,7 +95,7 @@ def test_classifier_is_the_pure_composition(key):
     model = SequenceClassifier(F, H, 3, num_layers=2, pooling="attention", rngs=nnx.Rngs(0))
     data = CASES["classifier-additive-2heads"].data(key)
     logits, weights = model(data["xs"], lengths=data["lengths"], return_attention=True)
-    ys, _ = stack(model.encoder.lstm.params, data["xs"], lengths=data["lengths"])
+    ys, _ = stack(model.encoder.rnn.params, data["xs"], lengths=data["lengths"])
     pool = model.encoder.pooling
     p = AdditiveParams(pool.w[...], pool.b[...], pool.v[...])
     context, expected_weights = additive_attention(p, ys, lengths=data["lengths"])
@@ -188,7 +188,7 @@ def test_charlm_state_carries_between_chunks(lm, key):
         (
             lambda: SequenceClassifier(F, H, 2, rngs=nnx.Rngs(0))(jnp.ones((B, T, F + 1))),
             ValueError,
-            r"xs must be \(batch, time, 3\) for LSTM\(in_features=3\); got shape \(3, 5, 4\)",
+            r"xs must be \(batch, time, 3\) for Recurrent\(in_features=3\); got shape \(3, 5, 4\)",
         ),
         (
             lambda: SequenceClassifier(F, H, 2, pooling="mean", rngs=nnx.Rngs(0))(
