@@ -29,8 +29,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.task = "classification"  # one class per sequence
 
     config.model = ml_collections.ConfigDict()
+    config.model.cell = "lstm"  # the recurrent cell: lstm | gru | rnn | rnn_relu (jlstm.cells)
+    config.model.implementation = "auto"  # which loop runs it (jlstm.implementation)
     config.model.hidden_size = 64  # LSTM units
-    config.model.forget_bias = 1.0  # initial forget-gate bias: larger remembers longer at first
+    config.model.forget_bias = 1.0  # LSTM's initial forget-gate bias: larger remembers longer
     config.model.num_layers = 1  # stacked LSTM layers
     config.model.bidirectional = True  # also read each sequence backwards
     config.model.dropout = 0.0  # dropout between LSTM layers

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ml_collections
 
+from jlstm import cells, implementation
 from jlstm.data import ucr
 from jlstm.train import tasks
 from jlstm.train.errors import ConfigError
@@ -99,7 +100,12 @@ TRAIN_BY_TASK = {  # fields of config.train that only some tasks have
     },
 }
 
+_RECURRENT = {
+    "cell": Field(str, choices=cells.names()),
+    "implementation": Field(str, choices=implementation.NAMES),
+}
 _SEQUENCE_MODEL = {
+    **_RECURRENT,
     "hidden_size": POSITIVE,
     "forget_bias": Field(float),
     "num_layers": POSITIVE,
@@ -114,6 +120,7 @@ MODEL = {
     "regression": _SEQUENCE_MODEL,
     "matching": {**_SEQUENCE_MODEL, "similarity": Field(str, choices=tasks.SIMILARITIES)},
     "tagging": {
+        **_RECURRENT,
         "hidden_size": POSITIVE,
         "forget_bias": Field(float),
         "num_layers": POSITIVE,
@@ -121,6 +128,7 @@ MODEL = {
         "dropout": RATE,
     },
     "charlm": {
+        **_RECURRENT,
         "hidden_size": POSITIVE,
         "forget_bias": Field(float),
         "embed_dim": POSITIVE,

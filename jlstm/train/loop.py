@@ -108,7 +108,7 @@ def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, pro
 
     checkpoints = Checkpointer(workdir / "checkpoints", max_to_keep=config.train.keep_checkpoints)
     start, state = _resume(config, workdir, checkpoints, state)
-    writer = MetricsWriter(workdir / "metrics.jsonl")
+    writer = MetricsWriter(workdir / "metrics.jsonl", tensorboard=lead and config.train.tensorboard)
     if lead:
         writer.truncate_after(start)
         _save_config(config, workdir, resuming=start > 0)
@@ -160,6 +160,7 @@ def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, pro
                     checkpoints.save(done, state)
     finally:
         bar.close()
+        writer.close()
 
     if final is None:  # nothing left to train: the checkpoint was already at the end
         final = evaluate(eval_step, state, task, mesh)

@@ -545,7 +545,11 @@ BEFORE = {
 ADDED = {
     "charlm": {"data.path": ""},  # --config.data.path, which its docstring shows
 }
-ADDED_TO_ALL = {"train.tensorboard": True}  # TensorBoard event files, from configs/default.py
+ADDED_TO_ALL = {  # from configs/default.py
+    "train.tensorboard": True,  # TensorBoard event files
+    "model.cell": "lstm",  # the recurrent cell (jlstm.cells)
+    "model.implementation": "auto",  # which loop runs it (jlstm.implementation)
+}
 
 
 def flat(tree: dict, prefix: str = "") -> dict:

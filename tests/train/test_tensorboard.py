@@ -123,11 +123,6 @@ def test_without_tensorboardx_the_error_says_what_to_do(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="jlstm/train/loop.py must pass tensorboard=config.train.tensorboard to "
-    "MetricsWriter (and call writer.close()); remove this mark then",
-)
 def test_a_run_writes_event_files(tmp_path):
     config = load_config("adding")
     assert config.train.tensorboard

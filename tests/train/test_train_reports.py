@@ -11,7 +11,7 @@ from jlstm.train import train_and_evaluate
 from jlstm.train.plots import plot_attention
 from jlstm.train.summary import format_summary
 from jlstm.train.tasks import make_task
-from jlstm.train.tasks.charlm import PROMPT_CHARS, load_corpus
+from jlstm.train.tasks.charlm import GENERATED_MARK, PROMPT_CHARS, load_corpus
 from jlstm.train.tasks.classification import ATTENTION_PLOT_SEQUENCES, load_labelled
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,8 +44,10 @@ def test_charlm_sample_continues_the_validation_text(tmp_path):
     vocab = data.CharVocab.from_text(text)
     _, val_ids = data.split_text(vocab.encode(text), config.data.val_fraction)
     prompt = val_ids[:PROMPT_CHARS]
-    expected = vocab.decode(prompt) + vocab.decode(
-        np.array(greedy_by_full_passes(task.model, prompt, 6))
+    expected = (
+        vocab.decode(prompt)
+        + GENERATED_MARK
+        + vocab.decode(np.array(greedy_by_full_passes(task.model, prompt, 6)))
     )
     assert out["sample"] == expected
     saved = (tmp_path / "sample.txt").read_text()
@@ -62,7 +64,7 @@ def test_charlm_sample_is_reproducible_and_can_be_turned_off(tmp_path):
     first = task.report(task.model, tmp_path / "a")
     second = task.report(task.model, tmp_path / "b")
     assert first["sample"] == second["sample"]
-    assert len(first["sample"]) == PROMPT_CHARS + 30
+    assert len(first["sample"]) == PROMPT_CHARS + len(GENERATED_MARK) + 30
     off = make_task(charlm_config(sample_chars=0), jax.random.key(0))
     assert off.report(off.model, tmp_path) == {}
     assert not (tmp_path / "sample.txt").exists()
@@ -71,7 +73,7 @@ def test_charlm_sample_is_reproducible_and_can_be_turned_off(tmp_path):
 def test_charlm_run_prints_and_saves_its_sample(tmp_path):
     summary = train_and_evaluate(charlm_config(), tmp_path, progress=False)
     sample = (tmp_path / "sample.txt").read_text().split("\n", 1)[1].rstrip("\n")
-    assert summary["sample"] == sample and len(sample) == PROMPT_CHARS + 20
+    assert summary["sample"] == sample and len(sample) == PROMPT_CHARS + len(GENERATED_MARK) + 20
     assert summary["files"]["sample"] == str(tmp_path / "sample.txt")
     printed = format_summary(summary)
     assert "sample\n" + sample in printed

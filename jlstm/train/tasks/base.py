@@ -11,6 +11,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec
 
+from jlstm.train.errors import ConfigError
+
 TASKS = ("classification", "regression", "tagging", "matching", "charlm")
 POOLINGS = ("last", "mean", "max", "attention")
 ATTENTIONS = ("additive", "dot")
@@ -88,13 +90,31 @@ def split_rows(arrays: dict[str, np.ndarray], size: int) -> Iterator[dict[str, n
         yield pad_rows({k: v[start : start + size] for k, v in arrays.items()}, size)
 
 
+def recurrent_options(model) -> dict:
+    """The recurrent layers' options from ``config.model`` (:class:`jlstm.nn.Recurrent`):
+    the cell, the implementation, layers, dropout, direction, and the LSTM's forget bias."""
+    options = dict(
+        cell=model.cell,
+        implementation=model.implementation,
+        num_layers=model.num_layers,
+        dropout=model.dropout,
+    )
+    if "bidirectional" in model:
+        options["bidirectional"] = model.bidirectional
+    if model.cell == "lstm":
+        options["forget_bias"] = model.forget_bias
+    elif model.forget_bias != 1.0:
+        raise ConfigError(
+            f"config.model.forget_bias sets the LSTM's forget gate; the {model.cell!r} cell has "
+            f"none (got forget_bias={model.forget_bias})"
+        )
+    return options
+
+
 def sequence_model_options(model) -> dict:
     """The keyword options shared by the pooled sequence models, from ``config.model``."""
     return dict(
-        forget_bias=model.forget_bias,
-        num_layers=model.num_layers,
-        bidirectional=model.bidirectional,
-        dropout=model.dropout,
+        **recurrent_options(model),
         pooling=model.pooling,
         attention=model.attention,
         num_heads=model.num_heads,

@@ -36,7 +36,7 @@ from jlstm.cache import CacheState, cache_log_probs, init_cache
 from jlstm.nn import CharLM
 from jlstm.train.errors import ConfigError
 from jlstm.train.sharding import DATA_AXIS
-from jlstm.train.tasks.base import Task
+from jlstm.train.tasks.base import Task, recurrent_options
 
 PROMPT_CHARS = 40  # the sample continues this many characters of the validation text
 SAMPLE_KEY = 0x5A  # folded into the seed's key for the sample: a fixed, separate stream
@@ -70,10 +70,8 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         vocab.size,
         m.hidden_size,
         embed_dim=m.embed_dim,
-        forget_bias=m.forget_bias,
-        num_layers=m.num_layers,
-        dropout=m.dropout,
         rngs=rngs,
+        **recurrent_options(m),
     )
 
     def train_batch(step):

@@ -10,7 +10,7 @@ from flax import nnx
 
 from jlstm import data, losses
 from jlstm.nn import SequenceTagger
-from jlstm.train.tasks.base import Task, split_rows, weighted
+from jlstm.train.tasks.base import Task, recurrent_options, split_rows, weighted
 
 
 def copy_task(config, rngs: nnx.Rngs) -> Task:
@@ -29,11 +29,8 @@ def copy_task(config, rngs: nnx.Rngs) -> Task:
         vocab,
         config.model.hidden_size,
         num_tags,
-        forget_bias=config.model.forget_bias,
-        num_layers=config.model.num_layers,
-        bidirectional=config.model.bidirectional,
-        dropout=config.model.dropout,
         rngs=rngs,
+        **recurrent_options(config.model),
     )
     test = problem.test_set(c.test_size)
     one_hot = lambda ids: jax.nn.one_hot(ids, vocab, dtype=jnp.float32)  # (B, T, V)
