@@ -122,8 +122,8 @@ def layer(
     if initial_state is None:
         state = cell.zero_state(params, (flat,))
     else:
-        check_state(cell, initial_state, batch_shape, hidden, "initial_state")
-        state = type(initial_state)(*(jnp.reshape(a, (flat, hidden)) for a in initial_state))
+        check_state(cell, initial_state, batch_shape, params, "initial_state")
+        state = type(initial_state)(*(jnp.reshape(a, (flat, a.shape[-1])) for a in initial_state))
     state = cast_state(state, sd)
 
     call = implementations.Call(
@@ -155,7 +155,7 @@ def layer(
 
     out = hs.shape[-1]
     hs = hs.reshape((steps, *batch_shape, out) if time_major else (*batch_shape, steps, out))
-    final = type(final)(*(a.reshape(*batch_shape, hidden) for a in final))
+    final = type(final)(*(a.reshape(*batch_shape, a.shape[-1]) for a in final))
     return hs, final
 
 

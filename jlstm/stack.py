@@ -137,7 +137,7 @@ def stack(
     if initial_state is None:
         states = [None] * count
     else:
-        check_state(cell, initial_state, (count, *batch_shape), hidden, "initial_state")
+        check_state(cell, initial_state, (count, *batch_shape), params[0][0], "initial_state")
         states = [type(initial_state)(*(a[k] for a in initial_state)) for k in range(count)]
 
     common = dict(

@@ -179,20 +179,22 @@ def resolve(cell: str | Cell | None, params, name: str = "params") -> Cell:
     return found
 
 
-def check_state(cell: Cell, state, batch_shape: tuple[int, ...], hidden: int, name: str):
-    """Check that ``state`` is ``cell``'s state type, each field floating and
-    ``(*batch_shape, hidden)``; raise an error naming ``name`` otherwise."""
+def check_state(cell: Cell, state, batch_shape: tuple[int, ...], params, name: str) -> None:
+    """Check that ``state`` is ``cell``'s state type for ``params``, each field floating and
+    of the zero state's shape for ``batch_shape``; raise an error naming ``name`` otherwise."""
     if not isinstance(state, cell.state_type):
         kind = article(cell.state_type.__name__)
         raise TypeError(
             f"{name} must be {kind} (the {cell.name} cell's state, fields "
             f"{cell.state_type._fields}); got {type(state).__name__}"
         )
-    expected = (*batch_shape, hidden)
+    zero = jax.eval_shape(lambda: cell.zero_state(params, tuple(batch_shape)))
     for field, value in state._asdict().items():
+        expected = getattr(zero, field).shape
         if jnp.shape(value) != expected:
             raise ValueError(
-                f"{name}.{field} must have shape {expected} (batch, hidden); got {jnp.shape(value)}"
+                f"{name}.{field} must have shape {expected} (batch, features); "
+                f"got {jnp.shape(value)}"
             )
         dtype = jnp.result_type(value)
         if not jnp.issubdtype(dtype, jnp.floating):
@@ -206,7 +208,7 @@ def cast_state(state, dtype):
 
 def check_step_inputs(cell: Cell, params, state, x: Array) -> None:
     """The checks of one step's arguments: named errors instead of a ``dot_general`` one."""
-    input_size, hidden = cell.sizes(params)
+    input_size, _ = cell.sizes(params)
     x_shape = jnp.shape(x)
     if not x_shape or x_shape[-1] != input_size:
         raise ValueError(
@@ -214,7 +216,7 @@ def check_step_inputs(cell: Cell, params, state, x: Array) -> None:
             f"{tuple(jnp.shape(params.w_x))}; got shape {x_shape}"
         )
     check_float_dtype("x", jnp.result_type(x))
-    check_state(cell, state, x_shape[:-1], hidden, "state")
+    check_state(cell, state, x_shape[:-1], params, "state")
 
 
 def num_params(params) -> int:
