@@ -303,7 +303,8 @@ def test_auto_picks_the_kernel_on_the_cpu_only(monkeypatch):
         )
         == "xla"
     )
-    assert impl.choose("auto", call(steps=0)) == "reference"
+    assert impl.choose("auto", call(steps=0)) == "reference"  # no loop to run
+    assert impl.choose("cpu_kernel", call(batch=0)) == "reference"
     assert impl.choose("auto", call(cell=cells.get("gru"))) == "reference"
     monkeypatch.setattr(kernel, "faster", lambda *shape: False)  # a shape XLA wins
     assert impl.choose("auto", call()) == "xla"
