@@ -51,6 +51,7 @@ class Call:
     compute: np.dtype  # the matmuls' dtype
     backend: str  # jax.default_backend() when traced
     devices: int  # jax.device_count()
+    resets: bool = False  # the call has per-step state resets
 
 
 def choose(requested: str, call: Call) -> str:
@@ -96,6 +97,8 @@ def why_not(name: str, call: Call) -> str | None:
             f"it computes in float32 only; got parameters {call.param_dtypes[0]}, "
             f"matmuls {call.compute}, state {call.state_dtype}"
         )
+    if call.resets:
+        return "the kernel has no state resets (implementation='xla' has them, as fast loops)"
     if call.devices > 1:
         return (
             f"with {call.devices} devices the batch may be sharded, and a custom call "

@@ -38,6 +38,7 @@ def layer(
     initial_state=None,
     lengths: Array | None = None,
     mask: Array | None = None,
+    resets: Array | None = None,
     reverse: bool = False,
     time_major: bool = False,
     unroll: int = 1,
@@ -67,6 +68,17 @@ def layer(
       mask: boolean, the layout of ``xs`` without its feature axis; where
         False the state is held and the output is zero. The general form of
         ``lengths`` (give one or the other).
+      resets: boolean, the layout of ``mask``: where True an episode starts at
+        that step, and the state before it is the cell's zero state (packed RL
+        trajectories, several documents in one stream). The convention is
+        *reset before step t*, so an environment's ``done_{t-1}`` is
+        ``resets_t``. Each episode's outputs and gradients equal those of the
+        episode run on its own from zeros. With ``reverse=True`` the episodes
+        are read backwards: each starts again at its last step (the step
+        before a True), so a backward layer equals each episode reversed on its
+        own too. Composes with ``lengths``/``mask`` (a reset at a padded step
+        still zeroes the held state) and truncated BPTT (``initial_state``
+        carries into the first episode only).
       reverse: process each sequence's real steps from last to first. Outputs
         stay aligned with the inputs.
       time_major: see ``xs``.
@@ -118,6 +130,9 @@ def layer(
     flat = math.prod(batch_shape)
     xs = xs.reshape((steps, flat, input_size) if time_major else (flat, steps, input_size))
     mask = step_mask(lengths, mask, steps, batch_shape, time_major)  # (T, B) | None
+    resets = step_mask(None, resets, steps, batch_shape, time_major, "resets")  # (T, B) | None
+    if resets is not None and reverse:  # read backwards, an episode starts at its last step
+        resets = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])], axis=0)
     sd = state_dtype(jnp.result_type(*jax.tree.leaves(params)))
     if initial_state is None:
         state = cell.zero_state(params, (flat,))
@@ -137,13 +152,14 @@ def layer(
         compute=np.dtype(jax.tree.leaves(params)[0].dtype if dtype is None else dtype),
         backend=jax.default_backend(),
         devices=jax.device_count(),
+        resets=resets is not None,
     )
     run = _runner(implementations.choose(implementation, call), cell)
     if mask is not None:  # padding never reaches a result, even as NaN
         real = mask[:, :, None] if time_major else mask.T[:, :, None]
         xs = jnp.where(real, xs, jnp.zeros_like(xs))
 
-    kw = dict(reverse=reverse, unroll=unroll, dtype=dtype)
+    kw = dict(reverse=reverse, unroll=unroll, dtype=dtype, resets=resets)
     if remat:
         if not time_major:
             xs = jnp.swapaxes(xs, 0, 1)
@@ -189,15 +205,18 @@ def reference(
     reverse: bool,
     unroll: int = 1,
     dtype=None,
+    resets: Array | None = None,
 ):
     """The reference loop: ``lax.scan`` over ``cell.step``, differentiated by JAX.
 
     Shapes:
-      xs: (T, B, I), mask: (T, B) | None, state fields: (B, H) -> hs: (T, B, out)
+      xs: (T, B, I), mask, resets: (T, B) | None, state fields: (B, H) -> hs: (T, B, out)
     """
 
     def step(state, inputs):
-        x, m = inputs
+        x, m, r = inputs
+        if r is not None:  # an episode starts: the state before the step is zero
+            state = jax.tree.map(lambda a: jnp.where(r[:, None], jnp.zeros_like(a), a), state)
         new_state, y = cell.step(params, state, x, dtype=dtype)
         if m is None:
             return new_state, y
@@ -205,11 +224,11 @@ def reference(
         held = jax.tree.map(lambda new, old: jnp.where(m, new, old), new_state, state)
         return held, jnp.where(m, y, jnp.zeros_like(y))
 
-    final, hs = jax.lax.scan(step, state, (xs, mask), reverse=reverse, unroll=unroll)
+    final, hs = jax.lax.scan(step, state, (xs, mask, resets), reverse=reverse, unroll=unroll)
     return hs, final
 
 
-def _in_stretches(run, params, xs, state, mask, *, reverse, **kw):
+def _in_stretches(run, params, xs, state, mask, *, reverse, resets, **kw):
     """``run`` over stretches of about sqrt(T) steps, each under ``jax.checkpoint``: the
     backward pass keeps only each stretch's initial state and recomputes the rest.
 
@@ -224,15 +243,21 @@ def _in_stretches(run, params, xs, state, mask, *, reverse, **kw):
         xs = jnp.concatenate([xs, jnp.zeros((pad, *xs.shape[1:]), xs.dtype)], axis=0)
         real = jnp.ones((steps, batch), bool) if mask is None else mask
         mask = jnp.concatenate([real, jnp.zeros((pad, batch), bool)], axis=0)
+        if resets is not None:
+            resets = jnp.concatenate([resets, jnp.zeros((pad, batch), bool)], axis=0)
     seg_xs = xs.reshape(n, k, *xs.shape[1:])
     seg_mask = None if mask is None else mask.reshape(n, k, batch)
+    seg_resets = None if resets is None else resets.reshape(n, k, batch)
 
     @jax.checkpoint
-    def stretch(params, state, x, m):
-        hs, final = run(params, x, state, m, reverse=reverse, batch_major=False, **kw)
+    def stretch(params, state, x, m, r):
+        hs, final = run(params, x, state, m, reverse=reverse, batch_major=False, resets=r, **kw)
         return final, hs
 
     final, hs = jax.lax.scan(
-        lambda s, inputs: stretch(params, s, *inputs), state, (seg_xs, seg_mask), reverse=reverse
+        lambda s, inputs: stretch(params, s, *inputs),
+        state,
+        (seg_xs, seg_mask, seg_resets),
+        reverse=reverse,
     )
     return hs.reshape(n * k, batch, hs.shape[-1])[:steps], final

@@ -42,13 +42,15 @@ def check_lengths(lengths, batch_shape: tuple[int, ...], steps: int) -> Array:
     return lengths.astype(jnp.int32)
 
 
-def check_mask(mask, shape: tuple[int, ...], layout: str = "(batch, time)") -> Array:
+def check_mask(
+    mask, shape: tuple[int, ...], layout: str = "(batch, time)", name: str = "mask"
+) -> Array:
     """A boolean mask of exactly ``shape``, or an error naming what arrived."""
     mask = jnp.asarray(mask)
     if mask.shape != tuple(shape):
-        raise ValueError(f"mask must have shape {tuple(shape)} {layout}; got {mask.shape}")
+        raise ValueError(f"{name} must have shape {tuple(shape)} {layout}; got {mask.shape}")
     if mask.dtype != jnp.bool_:
-        raise TypeError(f"mask must have dtype bool; got {mask.dtype}")
+        raise TypeError(f"{name} must have dtype bool; got {mask.dtype}")
     return mask
 
 
@@ -83,9 +85,10 @@ def sequence_mask(
 
 
 def step_mask(
-    lengths, mask, steps: int, batch_shape: tuple[int, ...], time_major: bool
+    lengths, mask, steps: int, batch_shape: tuple[int, ...], time_major: bool, name: str = "mask"
 ) -> Array | None:
-    """The layer's flat time-major mask ``(T, B)`` from ``lengths`` or ``mask``, or None."""
+    """The layer's flat time-major mask ``(T, B)`` from ``lengths`` or ``mask`` (called
+    ``name`` in errors), or None."""
     flat = int(np.prod(batch_shape, dtype=int))
     if lengths is not None and mask is not None:
         raise ValueError("give lengths or mask, not both")
@@ -95,9 +98,10 @@ def step_mask(
         return t < lengths.reshape(1, flat)
     if mask is None:
         return None
+    layout = "(xs without its feature axis)"
     if time_major:
-        mask = check_mask(mask, (steps, *batch_shape), "(xs without its feature axis)")
+        mask = check_mask(mask, (steps, *batch_shape), layout, name)
     else:
-        mask = check_mask(mask, (*batch_shape, steps), "(xs without its feature axis)")
+        mask = check_mask(mask, (*batch_shape, steps), layout, name)
         mask = jnp.moveaxis(mask, -1, 0)
     return mask.reshape(steps, flat)

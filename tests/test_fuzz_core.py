@@ -1,6 +1,6 @@
 """A property-based fuzz of the core against a float64 NumPy transcription of the equations.
 
-Random shapes, lengths or masks, directions, layers, initial states, weight
+Random shapes, lengths or masks, state resets, directions, layers, initial states, weight
 scales and dtypes, for every cell and every implementation it has. Bounded for
 CI (``JLSTM_FUZZ_EXAMPLES``, default 25 examples a test, well under a minute);
 for a longer local run: ``JLSTM_FUZZ_EXAMPLES=500 python -m pytest tests/test_fuzz_core.py``.
@@ -53,12 +53,20 @@ def np_step(name, p, state, x):
     return (h,), h
 
 
-def np_layer(name, p, xs, state, real, reverse):
-    """xs (B, T, I), real (B, T) bool -> hs (B, T, H), final state: hold where not real."""
+def np_layer(name, p, xs, state, real, reverse, resets):
+    """xs (B, T, I), real, resets (B, T) bool -> hs (B, T, H), final state: hold where not
+    real; zero the state before a step where an episode starts (read backwards, an episode
+    starts at its last step: the step before a reset)."""
     steps = xs.shape[1]
     hs = np.zeros((*xs.shape[:2], np.shape(state[0])[-1]))
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     for t in order:
+        starts = (
+            (resets[:, t + 1] if t + 1 < steps else np.zeros(len(xs), bool))
+            if reverse
+            else resets[:, t]
+        )
+        state = tuple(np.where(starts[:, None], 0.0, s) for s in state)
         new, y = np_step(name, p, state, xs[:, t])
         m = real[:, t, None]
         state = tuple(np.where(m, n, s) for n, s in zip(new, state, strict=True))
@@ -66,12 +74,13 @@ def np_layer(name, p, xs, state, real, reverse):
     return hs, state
 
 
-def np_stack(name, params, xs, states, real):
+def np_stack(name, params, xs, states, real, resets):
     finals = []
     for depth, directional in enumerate(params):
         outs = []
         for d, p in enumerate(directional):
-            hs, final = np_layer(name, p, xs, states[depth * len(directional) + d], real, d == 1)
+            state = states[depth * len(directional) + d]
+            hs, final = np_layer(name, p, xs, state, real, d == 1, resets)
             outs.append(hs)
             finals.append(final)
         xs = np.concatenate(outs, axis=-1)
@@ -97,6 +106,14 @@ def problems(draw):
         masking=draw(st.sampled_from(["none", "lengths", "mask"])),
         real=draw(
             st.lists(
+                st.lists(st.booleans(), min_size=steps, max_size=steps),
+                min_size=batch,
+                max_size=batch,
+            )
+        ),
+        resets=draw(
+            st.none()
+            | st.lists(
                 st.lists(st.booleans(), min_size=steps, max_size=steps),
                 min_size=batch,
                 max_size=batch,
@@ -142,9 +159,19 @@ def test_core_equals_numpy(case):
         kw["mask"] = jnp.asarray(real.T if case["time_major"] else real)
     if case["dtype"] == "bfloat16":
         kw["dtype"] = jnp.bfloat16
+    resets = np.zeros(shape[:2], bool)
+    if case["resets"] is not None:
+        resets = np.array(case["resets"], bool).reshape(shape[:2])
+        kw["resets"] = jnp.asarray(resets.T if case["time_major"] else resets)
     given_xs = jnp.swapaxes(xs, 0, 1) if case["time_major"] else xs
-    if case["implementation"] == "cpu_kernel" and case["dtype"] == "bfloat16" and case["steps"]:
-        with pytest.raises(ValueError, match="float32 only.*Use implementation='xla'"):
+    if (
+        case["implementation"] == "cpu_kernel"
+        and case["steps"]
+        and (case["dtype"] == "bfloat16" or case["resets"] is not None)
+    ):
+        with pytest.raises(
+            ValueError, match="(float32 only|no state resets).*implementation='xla'"
+        ):
             stack(params, given_xs, time_major=case["time_major"], **kw)
         return
     ys, final = stack(params, given_xs, time_major=case["time_major"], **kw)
@@ -152,7 +179,9 @@ def test_core_equals_numpy(case):
         ys = jnp.swapaxes(ys, 0, 1)
 
     states = [tuple(np.asarray(a[k], np.float64) for a in (state or zero)) for k in range(count)]
-    want_ys, want_finals = np_stack(case["name"], params, np.asarray(xs, np.float64), states, real)
+    want_ys, want_finals = np_stack(
+        case["name"], params, np.asarray(xs, np.float64), states, real, resets
+    )
     tol = 5e-2 if case["dtype"] == "bfloat16" else 2e-5
     scale = 1.0 + np.abs(want_ys).max(initial=0.0)
     np.testing.assert_allclose(np.asarray(ys, np.float64), want_ys, atol=tol * scale, rtol=tol)
@@ -173,7 +202,8 @@ def test_numpy_transcription_is_not_vacuous(name):
     xs = np.ones((1, 4, 2))
     zero = cells.get(name).zero_state(params[0][0], (1,))
     states = [tuple(np.asarray(a, np.float64) for a in zero)]
-    a, _ = np_stack(name, params, xs, states, np.ones((1, 4), bool))
+    real, none = np.ones((1, 4), bool), np.zeros((1, 4), bool)
+    a, _ = np_stack(name, params, xs, states, real, none)
     moved = ((params[0][0]._replace(w_x=params[0][0].w_x * 2),),)
-    b, _ = np_stack(name, moved, xs, states, np.ones((1, 4), bool))
+    b, _ = np_stack(name, moved, xs, states, real, none)
     assert np.abs(a).max() > 0 and np.abs(a - b).max() > 1e-3

@@ -59,6 +59,7 @@ class Config(NamedTuple):
     compute: np.dtype  # the matmuls' dtype
     unroll: int
     has_mask: bool
+    has_resets: bool  # an episode starts (the state before the step is zero) where True
     kernel: bool  # lower the loops to the CPU kernel on the CPU backend
     batch_major: bool  # xs (B, T, I) and hs (B, T, H) at the boundary
     # The all-steps products contract (T, B) as they lie, instead of reshaping to
@@ -73,33 +74,38 @@ def run(
     state: LSTMState,
     mask: Array | None,
     *,
+    resets: Array | None = None,
     reverse: bool,
     unroll: int,
     dtype,
     batch_major: bool,
     kernel: bool,
 ) -> tuple[Array, LSTMState]:
-    """The layer; same contract as the reference loop of :func:`jlstm.layer`."""
+    """The layer; same contract as the reference loop of :func:`jlstm.layer`.
+
+    ``resets`` (T, B) bool: where True the state before the step is zero."""
     hidden = state.h.shape[-1]
     config = Config(
         reverse=bool(reverse),
         compute=np.dtype(params.w_h.dtype if dtype is None else dtype),
         unroll=int(unroll),
         has_mask=mask is not None,
+        has_resets=resets is not None,
         kernel=bool(kernel),
         batch_major=bool(batch_major),
         batch_in_place=jax.device_count() > 1 or hidden >= IN_PLACE_HIDDEN,
     )
     sd = state.c.dtype
-    hs, h, c = _run(*(a.astype(sd) for a in params), xs.astype(sd), state.h, state.c, mask, config)
+    weights = (a.astype(sd) for a in params)
+    hs, h, c = _run(*weights, xs.astype(sd), state.h, state.c, mask, resets, config)
     return hs, LSTMState(h, c)
 
 
-@functools.partial(jax.jit, static_argnums=7)
-def _run(w_x, w_h, b, xs, h0, c0, mask, config):
+@functools.partial(jax.jit, static_argnums=8)
+def _run(w_x, w_h, b, xs, h0, c0, mask, resets, config):
     # jit: an eager call compiles the layer as one program (as it would be
     # inside the caller's jit) instead of dispatching its pieces one by one.
-    return _layer_fn(config)(w_x, w_h, b, xs, h0, c0, mask)
+    return _layer_fn(config)(w_x, w_h, b, xs, h0, c0, mask, resets)
 
 
 def _loop_params(config: Config) -> dict:
@@ -112,20 +118,22 @@ def _loop_params(config: Config) -> dict:
 def _layer_fn(config: Config):
     """One ``custom_jvp`` function per static configuration."""
     loop = _loop_params(config)
-    forward = dict(
-        loop, batch_major=config.batch_major, fused_gates=config.kernel, has_mask=config.has_mask
-    )
+    loop = dict(loop, has_mask=config.has_mask, has_resets=config.has_resets)
+    forward = dict(loop, batch_major=config.batch_major, fused_gates=config.kernel)
+
+    def extras(mask, resets):
+        return (*((mask,) if config.has_mask else ()), *((resets,) if config.has_resets else ()))
 
     @jax.custom_jvp
-    def layer(w_x, w_h, b, xs, h0, c0, mask):
-        masks = (mask,) if config.has_mask else ()
+    def layer(w_x, w_h, b, xs, h0, c0, mask, resets):
+        masks = extras(mask, resets)
         return tuple(forward_p.bind(xs, w_x, w_h, b, h0, c0, *masks, save=False, **forward))
 
     @functools.partial(layer.defjvp, symbolic_zeros=True)
     def layer_jvp(primals, tangents):
-        w_x, w_h, b, xs, h0, c0, mask = primals
-        dw_x, dw_h, db, dxs, dh0, dc0, _ = tangents
-        masks = (mask,) if config.has_mask else ()
+        w_x, w_h, b, xs, h0, c0, mask, resets = primals
+        dw_x, dw_h, db, dxs, dh0, dc0, _, _ = tangents
+        masks = extras(mask, resets)
         h, c, *saved = forward_p.bind(xs, w_x, w_h, b, h0, c0, *masks, save=True, **forward)
         *gates, cs, hstate = saved  # time-major (T, B, .)
         hs = hstate if mask is None else jnp.where(mask[:, :, None], hstate, 0.0)
@@ -134,11 +142,10 @@ def _layer_fn(config: Config):
             xs, dxs = jnp.swapaxes(xs, 0, 1), _swap(dxs)
 
         # U: every term of the pre-activations' tangent that does not pass through h_{t-1}.
-        products = (
-            (dxs, w_x),
-            (xs, dw_x),
-            (loops.shift_in(h0, hstate, config.reverse), dw_h),
-        )
+        h_prev = loops.shift_in(h0, hstate, config.reverse)  # (T, B, H)
+        if resets is not None:
+            h_prev = jnp.where(resets[:, :, None], jnp.zeros_like(h_prev), h_prev)
+        products = ((dxs, w_x), (xs, dw_x), (h_prev, dw_h))
         terms = [_rows(a, w, config) for a, w in products if not _zero(a) and not _zero(w)]
         if not _zero(db):
             terms.append(jnp.broadcast_to(db.astype(c0.dtype), (*cs.shape[:2], db.shape[0])))
@@ -149,9 +156,7 @@ def _layer_fn(config: Config):
         )
         dh0 = jnp.zeros_like(h0) if _zero(dh0) else dh0
         dc0 = jnp.zeros_like(c0) if _zero(dc0) else dc0
-        dys, dh, dc = tangent_p.bind(
-            u, dh0, dc0, w_h, c0, cs, *gates, *masks, has_mask=config.has_mask, **loop
-        )
+        dys, dh, dc = tangent_p.bind(u, dh0, dc0, w_h, c0, cs, *gates, *masks, **loop)
         if config.batch_major:
             dys = jnp.swapaxes(dys, 0, 1)
         return (hs, h, c), (dys, dh, dc)

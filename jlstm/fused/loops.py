@@ -69,7 +69,21 @@ def shift_in(first: Array, seq: Array, reverse: bool) -> Array:
 
 
 def forward(
-    xs, w_x, w_h, b, h0, c0, mask, *, reverse, save, batch_major, fused_gates, unroll, compute
+    xs,
+    w_x,
+    w_h,
+    b,
+    h0,
+    c0,
+    mask,
+    resets=None,
+    *,
+    reverse,
+    save,
+    batch_major,
+    fused_gates,
+    unroll,
+    compute,
 ):
     """The forward loop.
 
@@ -89,7 +103,10 @@ def forward(
 
     def step(carry, inputs):
         h, c = carry
-        x, m = inputs if mask is not None else (inputs, None)
+        x, m, r = inputs
+        if r is not None:  # an episode starts here: the state before the step is zero
+            h = jnp.where(r[:, None], jnp.zeros_like(h), h)
+            c = jnp.where(r[:, None], jnp.zeros_like(c), c)
         if split:
             a = jnp.matmul(x.astype(compute), wx, preferred_element_type=sd)
             a = a + jnp.matmul(h.astype(compute), wh, preferred_element_type=sd)
@@ -113,29 +130,48 @@ def forward(
         y = h_new if m is None else jnp.where(m, h_new, jnp.zeros_like(h_new))
         return (h_new, c_new), y
 
-    inputs = xs if mask is None else (xs, mask)
-    (h, c), out = lax.scan(step, (h0, c0), inputs, reverse=reverse, unroll=unroll)
+    (h, c), out = lax.scan(step, (h0, c0), (xs, mask, resets), reverse=reverse, unroll=unroll)
     if not save:
         return (jnp.swapaxes(out, 0, 1) if batch_major else out), h, c
     gates, cs, hstate = out
     return (h, c, *gates, cs, hstate)
 
 
-def tangent(u, dh0, dc0, w_h, c0, cs, *rest, reverse, has_mask, unroll, compute):
+def split_rest(rest, has_mask: bool, has_resets: bool):
+    """(gates, mask, resets) from the loops' trailing operands: the saved gates (one or four
+    arrays), then the mask if ``has_mask``, then the resets if ``has_resets``."""
+    rest = list(rest)
+    resets = rest.pop() if has_resets else None
+    mask = rest.pop() if has_mask else None
+    return tuple(rest), mask, resets
+
+
+def previous_cell(c0, cs, resets, reverse):
+    """c before each step, in array order (zero where an episode starts): (T, B, H)."""
+    c_prev = shift_in(c0, cs, reverse)
+    if resets is None:
+        return c_prev
+    return jnp.where(resets[:, :, None], jnp.zeros_like(c_prev), c_prev)
+
+
+def tangent(u, dh0, dc0, w_h, c0, cs, *rest, reverse, has_mask, has_resets=False, unroll, compute):
     """The tangent loop: ``(U, dh_0, dc_0) -> (dys, dh_T, dc_T)``, linear in those three.
 
-    ``rest`` is the saved gates (one or four arrays), then the mask if ``has_mask``.
-    ``dys`` is the tangent of the outputs (zero where masked), time-major.
+    ``rest``: see :func:`split_rest`. ``dys`` is the tangent of the outputs (zero
+    where masked), time-major. Where an episode starts the state's tangent is zero.
     """
-    gates, mask = (rest[:-1], rest[-1]) if has_mask else (rest, None)
+    gates, mask, resets = split_rest(rest, has_mask, has_resets)
     hidden = dh0.shape[-1]
     sd = dh0.dtype
     w_h = w_h.astype(compute)
-    c_prev = shift_in(c0, cs, reverse)
+    c_prev = previous_cell(c0, cs, resets, reverse)
 
     def step(carry, inputs):
         dh, dc = carry
-        u_t, g_t, c_t, cp_t, m = inputs
+        u_t, g_t, c_t, cp_t, m, r = inputs
+        if r is not None:
+            dh = jnp.where(r[:, None], jnp.zeros_like(dh), dh)
+            dc = jnp.where(r[:, None], jnp.zeros_like(dc), dc)
         ti, tf, tg, to = gate_parts(g_t, hidden)
         da = u_t + jnp.matmul(dh.astype(compute), w_h, preferred_element_type=sd)  # (B, 4H)
         dai, daf, dag, dao = (da[:, k * hidden : (k + 1) * hidden] for k in range(4))
@@ -154,18 +190,19 @@ def tangent(u, dh0, dc0, w_h, c0, cs, *rest, reverse, has_mask, unroll, compute)
         dc_new = jnp.where(m, dc_new, dc)
         return (dh_new, dc_new), jnp.where(m, dh_new, jnp.zeros_like(dh_new))
 
-    inputs = (u, tuple(gates), cs, c_prev, mask)
+    inputs = (u, tuple(gates), cs, c_prev, mask, resets)
     (dh, dc), dys = lax.scan(step, (dh0, dc0), inputs, reverse=reverse, unroll=unroll)
     return dys, dh, dc
 
 
-def adjoint(dys, dh, dc, w_h, c0, cs, *rest, reverse, has_mask, unroll, compute):
+def adjoint(dys, dh, dc, w_h, c0, cs, *rest, reverse, has_mask, has_resets=False, unroll, compute):
     """The adjoint loop, the transpose of :func:`tangent`:
     ``(dys, dh_T, dc_T) -> (dG, dh_0, dc_0)``, with dG (T, B, 4H) the cotangent of ``U``.
 
-    ``reverse`` is the forward's direction; this loop runs the other way.
+    ``reverse`` is the forward's direction; this loop runs the other way. Where an
+    episode starts (``resets``) nothing flows to the step before.
     """
-    gates, mask = (rest[:-1], rest[-1]) if has_mask else (rest, None)
+    gates, mask, resets = split_rest(rest, has_mask, has_resets)
     steps, _, hidden = cs.shape
     sd = dh.dtype
     w_hT = w_h.T.astype(compute)  # (4H, H), materialised once
@@ -173,11 +210,13 @@ def adjoint(dys, dh, dc, w_h, c0, cs, *rest, reverse, has_mask, unroll, compute)
 
     def step(carry, inputs):
         dh, dc = carry
-        dy, g_t, c, k, m = inputs
+        dy, g_t, c, k, m, r = inputs
         ti, tf, tg, to = gate_parts(g_t, hidden)
         kp = k + previous
         c_prev = lax.dynamic_index_in_dim(cs, jnp.clip(kp, 0, steps - 1), 0, keepdims=False)
         c_prev = jnp.where((kp < 0) | (kp >= steps), c0, c_prev)
+        if r is not None:
+            c_prev = jnp.where(r[:, None], jnp.zeros_like(c_prev), c_prev)
         tc = jnp.tanh(c)
         dhc = dh + dy
         dcc = dc + dhc * (0.5 * to + 0.5) * (1 - tc * tc)
@@ -198,8 +237,11 @@ def adjoint(dys, dh, dc, w_h, c0, cs, *rest, reverse, has_mask, unroll, compute)
             dgates = jnp.where(m, dgates, jnp.zeros_like(dgates))
             dh_new = jnp.where(m, dh_new, dh)
             dc_new = jnp.where(m, dc_new, dc)
+        if r is not None:  # the state before an episode's first step is a constant zero
+            dh_new = jnp.where(r[:, None], jnp.zeros_like(dh_new), dh_new)
+            dc_new = jnp.where(r[:, None], jnp.zeros_like(dc_new), dc_new)
         return (dh_new, dc_new), dgates
 
-    inputs = (dys, tuple(gates), cs, jnp.arange(steps), mask)
+    inputs = (dys, tuple(gates), cs, jnp.arange(steps), mask, resets)
     (dh, dc), dgates = lax.scan(step, (dh, dc), inputs, reverse=not reverse, unroll=unroll)
     return dgates, dh, dc

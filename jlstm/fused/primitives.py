@@ -138,13 +138,14 @@ def _all_f32(avals) -> bool:
 # ------------------------------------------------------------------ forward
 
 
-def _forward_impl(xs, w_x, w_h, b, h0, c0, *mask, has_mask, kernel, **params):
-    return loops.forward(xs, w_x, w_h, b, h0, c0, mask[0] if has_mask else None, **params)
+def _forward_impl(xs, w_x, w_h, b, h0, c0, *rest, has_mask, has_resets, kernel, **params):
+    _, mask, resets = loops.split_rest(rest, has_mask, has_resets)
+    return loops.forward(xs, w_x, w_h, b, h0, c0, mask, resets, **params)
 
 
 def _forward_rows(params, n):
     xs_row = 0 if params["batch_major"] else 1
-    rows_in = (xs_row, None, None, None, 0, 0, 1)[:n]
+    rows_in = (xs_row, None, None, None, 0, 0, 1, 1)[:n]
     if params["save"]:
         gates = 1 if params["fused_gates"] else 4
         return rows_in, (0, 0, *([1] * gates), 1, 1)
@@ -152,7 +153,7 @@ def _forward_rows(params, n):
 
 
 def _forward_kernel(xs, w_x, w_h, b, h0, c0, *mask, reverse, save, batch_major, compute, **_):
-    mask = mask[0] if mask else None
+    mask = mask[0] if mask else None  # (no resets: see _forward_applies)
     w, bs = loops.scaled_weights(w_x, w_h, b, c0.dtype, compute)
     if batch_major:
         batch, steps = xs.shape[:2]
@@ -173,7 +174,8 @@ def _forward_kernel(xs, w_x, w_h, b, h0, c0, *mask, reverse, save, batch_major, 
 
 def _forward_applies(avals, params) -> bool:
     return (
-        _all_f32(avals)
+        not params["has_resets"]
+        and _all_f32(avals)
         and params["compute"] == _F32
         and (params["fused_gates"] or not params["save"])
     )
@@ -217,8 +219,8 @@ def _adjoint_kernel(dys, dh, dc, w_h, c0, cs, *rest, reverse, has_mask, **_):
 
 
 def _adjoint_applies(avals, params) -> bool:
-    gates = len(avals) - 6 - params["has_mask"]
-    return gates == 1 and _all_f32(avals) and params["compute"] == _F32
+    gates = len(avals) - 6 - params["has_mask"] - params["has_resets"]
+    return gates == 1 and not params["has_resets"] and _all_f32(avals) and params["compute"] == _F32
 
 
 tangent_p = _primitive("jlstm_lstm_tangent", _tangent_impl, _recurrence_rows)

@@ -151,8 +151,9 @@ class Recurrent(nnx.Module):
       rngs: for initialisation only; not stored.
       **init_options: to the cell's ``init`` (initializers; ``forget_bias``).
 
-    ``__call__(xs, *, lengths=None, mask=None, initial_state=None,
-    dropout_key=None)`` returns ``(ys, final_state)``. Padded steps (beyond
+    ``__call__(xs, *, lengths=None, mask=None, resets=None, initial_state=None,
+    dropout_key=None)`` returns ``(ys, final_state)`` (``resets``: see
+    :func:`jlstm.layer.layer`). Padded steps (beyond
     ``lengths``, or where ``mask`` is False) hold the state and output zeros.
     :attr:`params` gives a :data:`jlstm.stack.StackParams`, ``params[layer]
     [direction]``; :meth:`load_params` writes one back.
@@ -285,6 +286,7 @@ class Recurrent(nnx.Module):
         *,
         lengths: Array | None = None,
         mask: Array | None = None,
+        resets: Array | None = None,
         initial_state=None,
         dropout_key: Array | None = None,
     ):
@@ -302,6 +304,7 @@ class Recurrent(nnx.Module):
             initial_state=initial_state,
             lengths=lengths,
             mask=mask,
+            resets=resets,
             dropout_rate=self.dropout,
             dropout_key=dropout_key,
             unroll=self.unroll,
