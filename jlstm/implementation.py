@@ -52,6 +52,7 @@ class Call:
     backend: str  # jax.default_backend() when traced
     devices: int  # jax.device_count()
     resets: bool = False  # the call has per-step state resets
+    noise: bool = False  # recurrent dropout or zoneout act inside the recurrence
 
 
 def choose(requested: str, call: Call) -> str:
@@ -79,6 +80,11 @@ def why_not(name: str, call: Call) -> str | None:
     """Why implementation ``name`` cannot run ``call`` (None: it can)."""
     if name == "reference":
         return None
+    if call.noise:
+        return (
+            "recurrent dropout and zoneout change the recurrence; they run on "
+            "implementation='reference' only"
+        )
     if name not in call.cell.fast_implementations:
         has = ", ".join(repr(n) for n in ("reference", *call.cell.fast_implementations))
         return f"the {call.cell.name!r} cell has no {name!r} implementation (it has {has})"

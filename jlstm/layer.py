@@ -15,13 +15,14 @@ equals the reference, ``lax.scan`` over the cell's step differentiated by JAX.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jlstm import cells
+from jlstm import cells, regularize
 from jlstm import implementation as implementations
 from jlstm.cells.base import cast_state, check_float_dtype, check_state, state_dtype
 from jlstm.masking import step_mask
@@ -44,6 +45,9 @@ def layer(
     unroll: int = 1,
     remat: bool = False,
     dtype=None,
+    recurrent_dropout: float = 0.0,
+    zoneout: float | tuple[float, float] = 0.0,
+    dropout_key: Array | None = None,
 ):
     """Run a cell over a whole sequence.
 
@@ -89,6 +93,12 @@ def layer(
         the cost of a second forward. The same for every implementation.
       dtype: the matmuls' dtype, e.g. ``jnp.bfloat16``; the state, the gate
         arithmetic and the outputs stay in the state's dtype (float32).
+      recurrent_dropout: rate of variational dropout on x_t and h_{t-1}, one
+        mask per sequence (:mod:`jlstm.regularize`); only with ``dropout_key``.
+      zoneout: rate (or ``(p_h, p_c)``) at which units of h (and c) keep their
+        previous value: random with ``dropout_key``, the expectation without.
+      dropout_key: the randomness of ``recurrent_dropout`` and ``zoneout``;
+        None at evaluation.
 
     Returns:
       ``(hs, final_state)``: every step's output (zero at padding) and the
@@ -154,12 +164,25 @@ def layer(
         devices=jax.device_count(),
         resets=resets is not None,
     )
+    x_mask, noise = regularize.make_noise(
+        dropout_key,
+        state=state,
+        steps=steps,
+        input_size=input_size,
+        recurrent_dropout=recurrent_dropout,
+        zoneout=zoneout,
+    )
+    call = dataclasses.replace(call, noise=noise is not None)
     run = _runner(implementations.choose(implementation, call), cell)
+    if x_mask is not None:  # the same input mask at every step
+        xs = xs * (x_mask[None] if time_major else x_mask[:, None]).astype(xs.dtype)
     if mask is not None:  # padding never reaches a result, even as NaN
         real = mask[:, :, None] if time_major else mask.T[:, :, None]
         xs = jnp.where(real, xs, jnp.zeros_like(xs))
 
     kw = dict(reverse=reverse, unroll=unroll, dtype=dtype, resets=resets)
+    if noise is not None:
+        kw["noise"] = noise
     if remat:
         if not time_major:
             xs = jnp.swapaxes(xs, 0, 1)
@@ -206,29 +229,36 @@ def reference(
     unroll: int = 1,
     dtype=None,
     resets: Array | None = None,
+    noise: regularize.Noise | None = None,
 ):
     """The reference loop: ``lax.scan`` over ``cell.step``, differentiated by JAX.
+
+    ``noise``: recurrent dropout and zoneout (:mod:`jlstm.regularize`).
 
     Shapes:
       xs: (T, B, I), mask, resets: (T, B) | None, state fields: (B, H) -> hs: (T, B, out)
     """
 
     def step(state, inputs):
-        x, m, r = inputs
+        x, m, r, keep_t = inputs
         if r is not None:  # an episode starts: the state before the step is zero
             state = jax.tree.map(lambda a: jnp.where(r[:, None], jnp.zeros_like(a), a), state)
-        new_state, y = cell.step(params, state, x, dtype=dtype)
+        new_state, y = cell.step(params, regularize.before_step(noise, state), x, dtype=dtype)
+        if noise is not None and noise.zoneout:
+            new_state = regularize.after_step(noise, state, new_state, keep_t)
+            y = new_state.h
         if m is None:
             return new_state, y
         m = m[:, None]  # (B, 1)
         held = jax.tree.map(lambda new, old: jnp.where(m, new, old), new_state, state)
         return held, jnp.where(m, y, jnp.zeros_like(y))
 
-    final, hs = jax.lax.scan(step, state, (xs, mask, resets), reverse=reverse, unroll=unroll)
+    keep = None if noise is None else noise.keep
+    final, hs = jax.lax.scan(step, state, (xs, mask, resets, keep), reverse=reverse, unroll=unroll)
     return hs, final
 
 
-def _in_stretches(run, params, xs, state, mask, *, reverse, resets, **kw):
+def _in_stretches(run, params, xs, state, mask, *, reverse, resets, noise=None, **kw):
     """``run`` over stretches of about sqrt(T) steps, each under ``jax.checkpoint``: the
     backward pass keeps only each stretch's initial state and recomputes the rest.
 
@@ -245,19 +275,27 @@ def _in_stretches(run, params, xs, state, mask, *, reverse, resets, **kw):
         mask = jnp.concatenate([real, jnp.zeros((pad, batch), bool)], axis=0)
         if resets is not None:
             resets = jnp.concatenate([resets, jnp.zeros((pad, batch), bool)], axis=0)
-    seg_xs = xs.reshape(n, k, *xs.shape[1:])
-    seg_mask = None if mask is None else mask.reshape(n, k, batch)
-    seg_resets = None if resets is None else resets.reshape(n, k, batch)
+    keep = None if noise is None or noise.keep is None else noise.keep
+    if keep is not None and pad:
+        keep = {
+            f: jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), bool)]) for f, a in keep.items()
+        }
+    seg = lambda a: None if a is None else a.reshape(n, k, *a.shape[1:])
+    seg_keep = None if keep is None else {f: seg(a) for f, a in keep.items()}
 
     @jax.checkpoint
-    def stretch(params, state, x, m, r):
-        hs, final = run(params, x, state, m, reverse=reverse, batch_major=False, resets=r, **kw)
+    def stretch(params, state, x, m, r, keep_k):
+        step_noise = None if noise is None else noise._replace(keep=keep_k)
+        extra = {} if noise is None else {"noise": step_noise}
+        hs, final = run(
+            params, x, state, m, reverse=reverse, batch_major=False, resets=r, **extra, **kw
+        )
         return final, hs
 
     final, hs = jax.lax.scan(
         lambda s, inputs: stretch(params, s, *inputs),
         state,
-        (seg_xs, seg_mask, seg_resets),
+        (seg(xs), seg(mask), seg(resets), seg_keep),
         reverse=reverse,
     )
     return hs.reshape(n * k, batch, hs.shape[-1])[:steps], final

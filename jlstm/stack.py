@@ -108,13 +108,17 @@ def stack(
     unroll: int = 1,
     remat: bool = False,
     dtype=None,
+    recurrent_dropout: float = 0.0,
+    zoneout: float | tuple[float, float] = 0.0,
 ):
     """Run a stack of (bi)directional layers; see :func:`~jlstm.layer.layer`.
 
     A bidirectional layer concatenates its forward and backward outputs,
     ``[forward; backward]`` along the feature axis. Dropout with
     ``dropout_rate`` is applied to the outputs of every layer but the last,
-    when ``dropout_key`` is given (no key: no dropout, as at evaluation).
+    when ``dropout_key`` is given (no key: no dropout, as at evaluation);
+    ``recurrent_dropout`` and ``zoneout`` act inside every layer
+    (:mod:`jlstm.regularize`), each layer and direction with its own key.
 
     Shapes:
       xs: (*batch, T, I)  ->  ys: (*batch, T, D * H)
@@ -151,13 +155,18 @@ def stack(
         unroll=unroll,
         remat=remat,
         dtype=dtype,
+        recurrent_dropout=recurrent_dropout,
+        zoneout=zoneout,
     )
     finals = []
     for depth, directional in enumerate(params):
         outputs = []
         for d, p in enumerate(directional):
             state = states[depth * directions + d]
-            ys, final = layer(p, xs, initial_state=state, reverse=d == 1, **common)
+            key = None
+            if dropout_key is not None:  # the layer's own stream (between layers: fold_in depth)
+                key = jax.random.fold_in(jax.random.fold_in(dropout_key, 1_000 + depth), d)
+            ys, final = layer(p, xs, initial_state=state, reverse=d == 1, dropout_key=key, **common)
             outputs.append(ys)
             finals.append(final)
         xs = outputs[0] if directions == 1 else jnp.concatenate(outputs, axis=-1)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jlstm import cells
+from jlstm import cells, regularize
 from jlstm.cells.base import check_positive_int, check_step_inputs
 from jlstm.stack import StackParams, stack, stack_shape
 
@@ -148,6 +148,8 @@ class Recurrent(nnx.Module):
       dtype: the matmuls' dtype (e.g. ``jnp.bfloat16``); the state and the
         outputs stay float32. param_dtype: the parameters' dtype.
       unroll, remat: passed to :func:`jlstm.layer.layer`.
+      recurrent_dropout, zoneout: inside every layer, with ``dropout_key``
+        (:mod:`jlstm.regularize`; zoneout uses its expectation without a key).
       rngs: for initialisation only; not stored.
       **init_options: to the cell's ``init`` (initializers; ``forget_bias``).
 
@@ -183,6 +185,8 @@ class Recurrent(nnx.Module):
         param_dtype: Any = jnp.float32,
         unroll: int = 1,
         remat: bool = False,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
         rngs: nnx.Rngs,
         **init_options: Any,
     ):
@@ -221,6 +225,9 @@ class Recurrent(nnx.Module):
         self.dtype = dtype
         self.unroll = unroll
         self.remat = remat
+        self.recurrent_dropout = regularize.check_rate("recurrent_dropout", recurrent_dropout)
+        regularize.zoneout_rates(zoneout)  # checked
+        self.zoneout = tuple(zoneout) if isinstance(zoneout, list | tuple) else float(zoneout)
 
     @classmethod
     def from_params(cls, params: StackParams, **kwargs: Any) -> Recurrent:
@@ -310,6 +317,8 @@ class Recurrent(nnx.Module):
             unroll=self.unroll,
             remat=self.remat,
             dtype=self.dtype,
+            recurrent_dropout=self.recurrent_dropout,
+            zoneout=self.zoneout,
         )
 
 
