@@ -130,8 +130,8 @@ def ratio(a, b) -> str:
     return f"{a / b:.2f}" if (a is not None and b) else "—"
 
 
-def best_peer(stats: dict) -> tuple[str | None, float | None]:
-    found = [(s.median_ms, k) for k, s in stats.items() if k in peers.JAX_PEERS]
+def best_peer(stats: dict, among=peers.JAX_PEERS) -> tuple[str | None, float | None]:
+    found = [(s.median_ms, k) for k, s in stats.items() if k in among]
     if not found:
         return None, None
     ms, k = min(found)
@@ -275,6 +275,86 @@ def bench_bidir(rounds, notes) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- GRU
+
+
+GRU_JLSTM = "jlstm GRU"
+GRU_TORCH = "torch.nn.GRU"
+
+
+def bench_gru(shapes, rounds, notes) -> dict:
+    """One GRU layer at each shape: jlstm (cell="gru") against torch.nn.GRU and flax."""
+    results = {}
+    for name in shapes:
+        built = build_all(peers.GRU_IMPLS, SHAPES[name], notes)
+        fwd = measure({k: b.fwd for k, b in built.items()}, rounds=rounds)
+        fb = measure({k: b.fwd_bwd for k, b in built.items()}, rounds=rounds)
+        results[name] = dict(built=built, fwd=fwd, fb=fb, auto=peers.auto_choice(
+            *SHAPES[name], cell="gru"))  # fmt: skip
+        print(
+            "GRU",
+            name,
+            {k: (round(fwd[k].median_ms, 2), round(fb[k].median_ms, 2)) for k in fwd},
+            flush=True,
+        )
+    return results
+
+
+def gru_markdown(results: dict) -> list[str]:
+    autos = sorted({r["auto"] for r in results.values()})
+    lines = [
+        "One GRU layer, the protocol of the LSTM tables (float32, batch-first, zero initial "
+        "state; fwd = all hidden states, fwd+bwd = the gradient of sum(outputs) w.r.t. every "
+        "parameter and the input; interleaved rounds, medians). jlstm's GRU has torch.nn.GRU's "
+        "equations (`jlstm.cells.get('gru')`, `GRUParams`); `implementation='auto'` ran "
+        f"{', '.join(repr(a) for a in autos)} for it. flax's `GRUCell` has the same equations "
+        "(the reset gate inside the candidate's recurrent product).",
+        "",
+        "| shape | B, T, I, H | jlstm fwd (ms) | torch fwd | **fwd ÷ torch** | best flax fwd "
+        "| fwd ÷ best flax | jlstm fwd+bwd (ms) | torch fwd+bwd | **fwd+bwd ÷ torch** | "
+        "best flax fwd+bwd | **fwd+bwd ÷ best flax** |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        if GRU_JLSTM not in r["fwd"]:
+            continue
+        jf, jb = r["fwd"][GRU_JLSTM].median_ms, r["fb"][GRU_JLSTM].median_ms
+        tf, tb = (r[k].get(GRU_TORCH) for k in ("fwd", "fb"))
+        tf, tb = (tf.median_ms if tf else None), (tb.median_ms if tb else None)
+        _, ff = best_peer(r["fwd"], peers.GRU_JAX_PEERS)
+        fb_name, fb = best_peer(r["fb"], peers.GRU_JAX_PEERS)
+        lines.append(
+            f"| {name} | {', '.join(map(str, SHAPES[name]))} | {jf:.2f} | {_fmt(tf)} | "
+            f"**{ratio(jf, tf)}** | {_fmt(ff)} | {ratio(jf, ff)} | {jb:.2f} | {_fmt(tb)} | "
+            f"**{ratio(jb, tb)}** | {_fmt(fb)}{f' ({_short(fb_name)})' if fb_name else ''} | "
+            f"**{ratio(jb, fb)}** |"
+        )
+    names = list(results)
+    lines += [
+        "",
+        "All rows, fwd / fwd+bwd ms (clean rounds in the last column, summed over shapes):",
+        "",
+        "| implementation | " + " | ".join(names) + " | first call fwd / fwd+bwd (s), "
+        f"{names[-1] if names else ''} | clean rounds |",
+        "|---|" + "---:|" * (len(names) + 2),
+    ]  # fmt: skip
+    impls = list(dict.fromkeys(k for r in results.values() for k in r["fwd"]))
+    for impl in impls:
+        cells, clean, used = [], 0, 0
+        for n in names:
+            f, b = results[n]["fwd"].get(impl), results[n]["fb"].get(impl)
+            if f is None:
+                cells.append("—")
+                continue
+            cells.append(f"{f.median_ms:.2f} / {b.median_ms:.2f}")
+            clean += min(f.clean, f.used) + min(b.clean, b.used)
+            used += f.used + b.used
+        last = results[names[-1]]["built"].get(impl)
+        first = f"{last.first_fwd_s:.2f} / {last.first_fwd_bwd_s:.2f}" if last else "—"
+        lines.append(f"| {impl} | " + " | ".join(cells) + f" | {first} | {clean} of {used} |")
+    return lines
+
+
 # --------------------------------------------------------------------------- bfloat16
 
 
@@ -311,9 +391,10 @@ def bf16_markdown(results: dict) -> list[str]:
         "run with the same parameters and inputs: outputs (absolute; h lies in (-1, 1)), and "
         "every gradient leaf's max |difference| over its max |value|.",
         "",
-        "| shape | f32 fwd (ms) | bf16 fwd (ms) | bf16 ÷ f32 | f32 fwd+bwd (ms) | bf16 fwd+bwd "
-        "(ms) | bf16 ÷ f32 | max output error | max gradient error (relative) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| shape | auto ran, f32 / bf16 | f32 fwd (ms) | bf16 fwd (ms) | bf16 ÷ f32 | "
+        "f32 fwd+bwd (ms) | bf16 fwd+bwd (ms) | bf16 ÷ f32 | max output error | "
+        "max gradient error (relative) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         if BF16 not in r["fwd"]:
@@ -321,8 +402,10 @@ def bf16_markdown(results: dict) -> list[str]:
         f32f, f32b = r["fwd"][JLSTM].median_ms, r["fb"][JLSTM].median_ms
         b16f, b16b = r["fwd"][BF16].median_ms, r["fb"][BF16].median_ms
         out_err, _, grad_err = r["bf16_err"]
+        bf16_auto = peers.auto_choice(*SHAPES[name], dtype=jnp.bfloat16)
         lines.append(
-            f"| {name} | {f32f:.2f} | {b16f:.2f} | {b16f / f32f:.2f} | {f32b:.2f} | "
+            f"| {name} | {r['auto']} / {bf16_auto} | {f32f:.2f} | {b16f:.2f} | "
+            f"{b16f / f32f:.2f} | {f32b:.2f} | "
             f"{b16b:.2f} | {b16b / f32b:.2f} | {out_err:.1e} | {grad_err:.1e} |"
         )
     return lines
@@ -331,7 +414,44 @@ def bf16_markdown(results: dict) -> list[str]:
 # --------------------------------------------------------------------------- main
 
 
-def environment(peak) -> list[str]:
+def cpu_info() -> dict:
+    """The CPU's model string, family/model numbers and the vector extensions that matter
+    here, from /proc/cpuinfo; and jlstm's CPU class and whether its kernel runs."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = set(fields.get("flags", fields.get("Features", "")).split())
+    from jlstm.fused import kernel
+
+    return dict(
+        model=fields.get("model name", platform.processor() or "unknown CPU"),
+        family=fields.get("cpu family"),
+        number=fields.get("model"),
+        avx2="avx2" in flags,
+        avx512="avx512f" in flags,
+        avx512_bf16="avx512_bf16" in flags,
+        amx="amx_tile" in flags,
+        cpus=os.cpu_count(),
+        jlstm_class=kernel.cpu_class(),
+        kernel=kernel.unavailable(),
+    )
+
+
+def cpu_tag(cpu: dict) -> str:
+    """A short name of the CPU for every section heading: model, AVX-512/AMX, core count."""
+    ext = [name for name, key in (("AVX-512", "avx512"), ("AMX", "amx")) if cpu[key]]
+    ext = ext or (["AVX2, no AVX-512"] if cpu["avx2"] else ["no AVX2"])
+    return f"{cpu['model']} ({', '.join(ext)}), {cpu['cpus']} CPUs"
+
+
+def environment(peak, cpu) -> list[str]:
     versions = []
     for mod in ("jax", "jaxlib", "flax", "torch", "haiku", "equinox", "optax"):
         try:
@@ -339,43 +459,65 @@ def environment(peak) -> list[str]:
             versions.append(f"{mod} {getattr(m, '__version__', '?')}")
         except ImportError:
             versions.append(f"{mod} (not installed)")
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    yes = lambda b: "yes" if b else "no"
+    number = f" (family {cpu['family']}, model {cpu['number']})" if cpu["family"] else ""
+    kernel = "builds and runs" if cpu["kernel"] is None else f"unavailable: {cpu['kernel']}"
     peak_text = ", ".join(f"{k} {v:.0f}" for k, v in peak.items())
     return [
         f"- Date: {datetime.datetime.now().isoformat(timespec='minutes')}",
-        f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {platform.system()} "
+        f"- Machine: {cpu['model']}{number}, {cpu['cpus']} logical CPUs, {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}",
+        f"- CPU extensions: AVX2 {yes(cpu['avx2'])}, AVX-512 {yes(cpu['avx512'])}, "
+        f"AVX-512 BF16 {yes(cpu['avx512_bf16'])}, AMX {yes(cpu['amx'])}; jlstm's CPU class "
+        f"(`jlstm.fused.kernel.cpu_class()`, what 'auto' decides by) `{cpu['jlstm_class']}`; "
+        f"its CPU kernel {kernel}.",
         f"- Versions: {', '.join(versions)}",
         f"- float32 matmul peak (2048³, best of 5), GFLOP/s: {peak_text}. "
         f"Percent of peak below uses the larger, {max(peak.values()):.0f} GFLOP/s.",
     ]
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", default=",".join(SHAPES))
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--shapes", default=None, help=f"comma-separated, of {','.join(SHAPES)} (default: all)"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per median (default 7)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a check that everything runs: shapes {QUICK_SHAPES} (unless --shapes), "
+        f"{QUICK_ROUNDS} rounds (unless --rounds), no memory, compile or levers",
+    )
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-bidir", action="store_true")
     parser.add_argument("--no-levers", action="store_true")
+    parser.add_argument("--no-gru", action="store_true")
+    parser.add_argument("--no-train-step", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     args = parser.parse_args(argv)
+    if args.quick:
+        args.no_memory = args.no_compile = args.no_levers = True
+    args.shapes = args.shapes or (QUICK_SHAPES if args.quick else ",".join(SHAPES))
+    args.rounds = args.rounds or (QUICK_ROUNDS if args.quick else 7)
+    unknown = [n for n in args.shapes.split(",") if n not in SHAPES]
+    if unknown:
+        parser.error(f"--shapes must name shapes of {sorted(SHAPES)}; got {unknown}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    shapes = args.shapes.split(",")
 
     load_start = load_average()
     notes: list[str] = []
+    cpu = cpu_info()
     peak = matmul_peak()
     print("matmul peak GFLOP/s:", {k: round(v) for k, v in peak.items()}, flush=True)
     results = {}
-    for name in args.shapes.split(","):
+    for name in shapes:
         shape = SHAPES[name]
         results[name] = bench_shape(name, shape, args.rounds, notes)
         results[name]["bf16_err"] = bf16_errors(shape)
@@ -389,43 +531,51 @@ def main(argv=None):
             flush=True,
         )
     bidir = [] if args.no_bidir else bench_bidir(args.rounds, notes)
-    shapes = args.shapes.split(",")
+    gru = None if args.no_gru else bench_gru(shapes, args.rounds, notes)
+    step = None if args.no_train_step else train_step.to_markdown(
+        train_step.run(args.rounds, notes))  # fmt: skip
     lever_table = None if args.no_levers else levers.to_markdown(levers.run(shapes, args.rounds))
     mem = None if args.no_memory else memory.to_markdown(memory.run())
     comp = None if args.no_compile else compile_time.to_markdown(compile_time.run())
     load_end = load_average()
 
+    on = f" — {cpu_tag(cpu)}"
     lines = [
         "# jlstm benchmark results",
         "",
         "Written by `python benchmarks/bench.py` (see `benchmarks/README.md`). "
-        "Rerun it to reproduce; numbers from one run compare only with each other.",
+        "Rerun it to reproduce; numbers from one run compare only with each other. "
+        "Every section names the CPU it ran on.",
         "",
-        *environment(peak),
+        *environment(peak, cpu),
         f"- Load average (1, 5, 15 min) at start: {load_start}; at end: {load_end}. "
         "The machine is shared; see 'Method' below.",
         "",
-        "## Speed: one layer, float32",
+        f"## Speed: one LSTM layer, float32{on}",
         "",
         *speed_markdown(results, max(peak.values())),
     ]
     if bidir:
-        lines += ["## 2-layer bidirectional stack with variable lengths", "", *bidir, ""]
+        lines += [f"## 2-layer bidirectional stack with variable lengths{on}", "", *bidir, ""]
+    if gru:
+        lines += [f"## GRU: one layer, float32{on}", "", *gru_markdown(gru), ""]
+    if step:
+        lines += [f"## A whole training step: the default experiment{on}", "", step, ""]
     if lever_table:
-        lines += ["## Levers, one at a time", "", lever_table, ""]
-    lines += ["## bfloat16 compute", "", *bf16_markdown(results), ""]
+        lines += [f"## Levers, one at a time{on}", "", lever_table, ""]
+    lines += [f"## bfloat16 compute{on}", "", *bf16_markdown(results), ""]
     if mem:
-        lines += ["## Memory for long sequences (remat)", "", mem, ""]
+        lines += [f"## Memory for long sequences (remat){on}", "", mem, ""]
     if comp:
-        lines += ["## Compile time", "", comp, ""]
+        lines += [f"## Compile time{on}", "", comp, ""]
     lines += [
         "## Method",
         "",
         "- fwd: all hidden states; fwd+bwd: gradient of sum(outputs) w.r.t. every parameter "
         "and the input. One layer, one direction, zero initial state, batch-first input.",
         "- JAX implementations are `jax.jit` of a function of (params, xs); torch.nn.LSTM "
-        "(oneDNN) runs eagerly with `torch.set_num_threads(2)`. 'first call' is the wall time "
-        "of the first call (trace + compile + one run for JAX).",
+        "and torch.nn.GRU (oneDNN) run eagerly with `torch.set_num_threads(2)`. 'first call' "
+        "is the wall time of the first call (trace + compile + one run for JAX).",
         "- Each round calls every implementation in turn, repeating a call until the round "
         "lasts ≥ 0.2 s; the figure is the median over rounds. A round during which other "
         "processes (or the hypervisor) took more than 10% of a core (the machine's busy time "
@@ -435,8 +585,10 @@ def main(argv=None):
         "implementation's own threads are part of its time, not interference.",
         "- FLOPs: fwd = 2·B·T·(I+H)·4H + 10·B·T·H; fwd+bwd = 3 × fwd (shared/PEERS.md). "
         "Percent of peak uses the measured 2048³ float32 matmul rate above.",
-        f"- `{PLAIN}` is jlstm with its fast path switched off (`jlstm._fused.ENABLED = "
-        "False`): the same cell under `lax.scan`, differentiated by JAX.",
+        "- jlstm's rows differ only in `implementation=` (`jlstm.implementation`): `jlstm` "
+        "is the default, 'auto', which picks one of the others by CPU class and step size; "
+        f"`{XLA}` the LSTM's custom-JVP loops as `lax.scan`s; `{KERNEL}` the same loops in "
+        f"jlstm's C++ CPU kernel; `{PLAIN}` the cell under `lax.scan`, differentiated by JAX.",
     ]
     lines += [f"- {n}" for n in notes]
     text = "\n".join(lines) + "\n"

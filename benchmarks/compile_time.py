@@ -23,15 +23,13 @@ SHAPE = dict(batch=16, inputs=64, hidden=128)
 STEPS = (128, 8192)
 
 
-def _child(steps: int, shape: dict, fast: bool) -> dict:
+def _child(steps: int, shape: dict, implementation: str) -> dict:
     import jax
     import jax.numpy as jnp
     import optax
 
-    from jlstm import _fused
     from jlstm.stack import init_stack_params, stack
 
-    _fused.ENABLED = fast
     batch = shape["batch"]
     params = init_stack_params(
         jax.random.key(0), shape["inputs"], shape["hidden"], num_layers=2, bidirectional=True
@@ -42,7 +40,7 @@ def _child(steps: int, shape: dict, fast: bool) -> dict:
     lengths = jnp.linspace(steps // 2, steps, batch).astype(jnp.int32)
 
     def loss(p, x, n):
-        ys, _ = stack(p, x, lengths=n)
+        ys, _ = stack(p, x, lengths=n, implementation=implementation)
         return jnp.mean(ys**2)
 
     @jax.jit
@@ -63,12 +61,12 @@ def _child(steps: int, shape: dict, fast: bool) -> dict:
     return dict(lower=t1 - t0, compile=t2 - t1, first_run=t3 - t2, later_step=t4 - t3)
 
 
-def run(steps=STEPS, shape=None, fast=True) -> dict[int, dict]:
+def run(steps=STEPS, shape=None, implementation="auto") -> dict[int, dict]:
     shape = shape or SHAPE
     here = os.path.dirname(os.path.abspath(__file__))
     results = {}
     for t in steps:
-        payload = json.dumps(dict(steps=t, shape=shape, fast=fast))
+        payload = json.dumps(dict(steps=t, shape=shape, implementation=implementation))
         proc = subprocess.run(
             [sys.executable, os.path.join(here, "compile_time.py"), "--child", payload],
             capture_output=True,
@@ -108,12 +106,15 @@ def to_markdown(results: dict[int, dict], shape=None) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", default=",".join(map(str, STEPS)), help="sequence lengths T")
+    parser.add_argument("--implementation", default="auto", help="jlstm's implementation=")
     args = parser.parse_args()
     if args.child:
         payload = json.loads(args.child)
-        print(json.dumps(_child(payload["steps"], payload["shape"], payload["fast"])))
+        print(json.dumps(_child(payload["steps"], payload["shape"], payload["implementation"])))
         return
-    print(to_markdown(run()))
+    steps = tuple(int(t) for t in args.steps.split(","))
+    print(to_markdown(run(steps, implementation=args.implementation)))
 
 
 if __name__ == "__main__":

@@ -1,31 +1,35 @@
-"""The levers behind jlstm's fast path, measured one at a time (fwd+bwd, float32).
+"""The levers behind jlstm's LSTM implementations, measured one at a time (float32).
 
-Run: ``python benchmarks/levers.py [--shapes S1,S3]`` (``bench.py --levers``
-adds the table to RESULTS.md).
+Run: ``python benchmarks/levers.py [--shapes S1,S3]`` (``bench.py`` adds the
+table to RESULTS.md unless ``--no-levers``).
 
 Each row adds one lever to the one above, on the same shapes and protocol as
 ``bench.py``:
 
-1. ``plain``: jlstm's plain path, ``lax.scan`` over the cell, differentiated by
-   JAX (per-step weight-gradient products in the backward).
+1. ``reference``: ``implementation="reference"``, ``lax.scan`` over the cell,
+   differentiated by JAX (per-step weight-gradient products in the backward).
 2. ``+ custom VJP``: a reverse scan for dh/dc only, then dW_x, dW_h, db, dX as
    large products over all T*B rows (cuDNN's scheme); the forward saves the
    activated gates (one (T, B, 4H) array) and c, recomputing nothing; sigmoid
    and tanh as XLA gives them; two products per step.
 3. ``+ one tanh``: sigmoid(a) = (1 + tanh(a/2)) / 2 with the sigmoid columns of
    the weights pre-halved, so one tanh covers all four gates.
-4. ``scan``: the fast path's ``lax.scan`` loops (``JLSTM_CPU_KERNEL=0``): on
-   top of 3, [x, h] @ [W_x; W_h] as one product per step, and the saved gates
-   as four (T, B, H) arrays instead of one (T, B, 4H) array (reading gates out
-   of one wide per-step slice fused badly on XLA:CPU).
-5. ``jlstm``: the shipped fast path: 4 with both loops, forward and reverse,
-   run by the CPU kernels of ``jlstm/csrc/lstm_cpu.cc`` (one custom call each;
-   the step's product split over two threads, the gates fused with it).
-6. ``jlstm, remat=True``: 5 with checkpoints every ~sqrt(T) steps (memory,
-   not speed; see RESULTS.md).
+4. ``xla``: ``implementation="xla"``: a ``custom_jvp`` over primitives for the
+   forward, tangent and adjoint loops, lowered to ``lax.scan``; reverse mode
+   transposes the tangent loop into the adjoint loop, and the weight gradients
+   are the transposes of the all-steps products. On top of 3: [x, h] @ [W_x; W_h]
+   as one product per step, and the saved gates as four (T, B, H) arrays
+   instead of one (T, B, 4H) array (reading gates out of one wide per-step
+   slice fused badly on XLA:CPU).
+5. ``cpu_kernel``: ``implementation="cpu_kernel"``: 4 with the forward and the
+   adjoint loop in jlstm's C++ kernel (``jlstm/csrc/lstm_cpu.cc``, one custom
+   call each; the step's product split over two threads, the gates fused with
+   it). Left out where the kernel cannot run.
+6. ``remat``: the default (``implementation="auto"``) with ``remat=True``:
+   checkpoints every ~sqrt(T) steps (memory, not speed; see RESULTS.md).
 
 Rows 2 and 3 are compact re-implementations kept here only for this
-measurement; they are checked against the plain path before timing.
+measurement; they are checked against the reference before timing.
 """
 
 from __future__ import annotations
@@ -140,12 +144,8 @@ def cudnn_style(one_tanh: bool):
 
 
 def lever_built(kind, batch, steps, inputs, hidden) -> peers.Built:
-    if kind == "plain":
-        return peers.jlstm_layer(batch, steps, inputs, hidden, fast=False)
-    if kind == "jlstm":
-        return peers.jlstm_layer(batch, steps, inputs, hidden)
-    if kind == "scan":
-        return peers.jlstm_layer(batch, steps, inputs, hidden, kernel=False)
+    if kind in ("reference", "xla", "cpu_kernel"):
+        return peers.jlstm_layer(batch, steps, inputs, hidden, implementation=kind)
     if kind == "remat":
         return peers.jlstm_layer(batch, steps, inputs, hidden, remat=True)
     from jlstm.cell import init_params
@@ -160,28 +160,28 @@ def lever_built(kind, batch, steps, inputs, hidden) -> peers.Built:
 
 
 ROWS = {
-    "plain": "1. plain path (autodiff of lax.scan)",
+    "reference": "1. implementation='reference' (autodiff of lax.scan)",
     "sigmoid": "2. + custom VJP (cuDNN-style backward, saved gates)",
     "one_tanh": "3. + one tanh for all gates",
-    "scan": "4. + one product on [x, h], gates saved per gate (lax.scan loops)",
-    "jlstm": "5. jlstm: + the CPU kernels for both loops",
-    "remat": "6. jlstm, remat=True",
+    "xla": "4. implementation='xla': + custom JVP loops, one product on [x, h], "
+    "gates saved per gate",
+    "cpu_kernel": "5. implementation='cpu_kernel': + the C++ kernel for both loops",
+    "remat": "6. implementation='auto', remat=True",
 }
 
 
 def check(batch=3, steps=5, inputs=4, hidden=6):
-    """Rows 2-3 must equal the plain path before they are timed."""
-    from jlstm import _fused
+    """Rows 2-3 must equal the reference before they are timed."""
     from jlstm.cell import init_params
     from jlstm.layer import layer
 
     params = init_params(jax.random.key(0), inputs, hidden)
     xs = peers._inputs(batch, steps, inputs)
-    _fused.ENABLED = False
-    try:
-        ref = jax.grad(lambda p, x: (layer(p, x)[0] ** 2).sum(), argnums=(0, 1))(params, xs)
-    finally:
-        _fused.ENABLED = True
+
+    def loss(p, x):
+        return (layer(p, x, implementation="reference")[0] ** 2).sum()
+
+    ref = jax.grad(loss, argnums=(0, 1))(params, xs)
     for one_tanh in (False, True):
         run = cudnn_style(one_tanh)
         f = lambda p, x, run=run: (jnp.swapaxes(run(p, jnp.swapaxes(x, 0, 1)), 0, 1) ** 2).sum()
@@ -190,11 +190,19 @@ def check(batch=3, steps=5, inputs=4, hidden=6):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+RUNS_ALWAYS = ("reference", "sigmoid", "one_tanh", "remat")
+
+
+def rows(shape) -> dict[str, str]:
+    """ROWS without those that cannot run here (the kernel where it is unavailable)."""
+    return {k: v for k, v in ROWS.items() if k in RUNS_ALWAYS or not peers.why_not(k, *shape)}
+
+
 def run(shapes=tuple(SHAPES), rounds=7) -> dict:
     check()
     results = {}
     for name in shapes:
-        built = {k: lever_built(k, *SHAPES[name]) for k in ROWS}
+        built = {k: lever_built(k, *SHAPES[name]) for k in rows(SHAPES[name])}
         results[name] = dict(
             fwd=measure({k: b.fwd for k, b in built.items()}, rounds=rounds),
             fb=measure({k: b.fwd_bwd for k, b in built.items()}, rounds=rounds),
@@ -216,11 +224,15 @@ def to_markdown(results: dict) -> str:
     for key, label in ROWS.items():
         cells = []
         for n in names:
-            base = results[n]["fb"]["plain"].median_ms
+            if key not in results[n]["fb"]:
+                cells.append("—")
+                continue
+            base = results[n]["fb"]["reference"].median_ms
             ms = results[n]["fb"][key].median_ms
             cells.append(f"{ms:.2f} ({ms / base:.2f})")
         for n in names:
-            cells.append(f"{results[n]['fwd'][key].median_ms:.2f}")
+            stats = results[n]["fwd"].get(key)
+            cells.append(f"{stats.median_ms:.2f}" if stats else "—")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -96,7 +96,8 @@ def _call(batch, steps, inputs, hidden, *, cell="lstm", dtype=None):
 
     f32 = np.dtype(np.float32)
     cell = jlstm.cells.get(cell)
-    n_leaves = len(jax.tree.leaves(jax.eval_shape(cell.init, jax.random.key(0), inputs, hidden)))
+    init = functools.partial(cell.init, input_size=inputs, hidden_size=hidden)
+    n_leaves = len(jax.tree.leaves(jax.eval_shape(init, jax.random.key(0))))
     return implementation.Call(
         cell=cell,
         batch=batch,
