@@ -36,6 +36,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.model.num_layers = 1  # stacked LSTM layers
     config.model.bidirectional = True  # also read each sequence backwards
     config.model.dropout = 0.0  # dropout between LSTM layers
+    config.model.recurrent_dropout = 0.0  # variational dropout on x_t and h_{t-1} (Gal 2016)
+    config.model.zoneout = 0.0  # units of h and c keep their previous value (Krueger 2017)
+    config.model.learn_initial_state = False  # h_0 (and c_0) as parameters
     config.model.pooling = "mean"  # what the head reads: last | mean | max | attention
     config.model.attention = "additive"  # attention kind, with pooling="attention"
     config.model.num_heads = 1  # attention heads, with pooling="attention"

@@ -314,7 +314,10 @@ class TestBadInput:
             layer(params, jnp.zeros((2, 4, 3)), initial_state=bad)
 
     def test_initial_state_type(self, params):
-        with pytest.raises(TypeError, match=r"initial_state must be an LSTMState \(the lstm cell.s state.*; got tuple"):
+        with pytest.raises(
+            TypeError,
+            match=r"initial_state must be an LSTMState \(the lstm cell.s state.*; got tuple",
+        ):
             layer(params, jnp.zeros((2, 4, 3)), initial_state=(jnp.zeros((2, 5)),) * 2)
 
     def test_inconsistent_params(self, params):

@@ -150,6 +150,9 @@ class Recurrent(nnx.Module):
       unroll, remat: passed to :func:`jlstm.layer.layer`.
       recurrent_dropout, zoneout: inside every layer, with ``dropout_key``
         (:mod:`jlstm.regularize`; zoneout uses its expectation without a key).
+      learn_initial_state: h_0 (and c_0) are parameters, one per layer and
+        direction shared by every sequence (starting at zeros), used when
+        ``__call__`` gets no ``initial_state``.
       rngs: for initialisation only; not stored.
       **init_options: to the cell's ``init`` (initializers; ``forget_bias``).
 
@@ -187,6 +190,7 @@ class Recurrent(nnx.Module):
         remat: bool = False,
         recurrent_dropout: float = 0.0,
         zoneout: float | tuple[float, float] = 0.0,
+        learn_initial_state: bool = False,
         rngs: nnx.Rngs,
         **init_options: Any,
     ):
@@ -228,6 +232,12 @@ class Recurrent(nnx.Module):
         self.recurrent_dropout = regularize.check_rate("recurrent_dropout", recurrent_dropout)
         regularize.zoneout_rates(zoneout)  # checked
         self.zoneout = tuple(zoneout) if isinstance(zoneout, list | tuple) else float(zoneout)
+        # A learned initial state: one (num_layers * D, H) Param per state field, from zeros.
+        learned = None
+        if learn_initial_state:
+            zero = self.cell.zero_state(self.layers[0][0].params, (num_layers * directions,))
+            learned = nnx.Dict({k: nnx.Param(v) for k, v in zero._asdict().items()})
+        self.learned_state = learned
 
     @classmethod
     def from_params(cls, params: StackParams, **kwargs: Any) -> Recurrent:
@@ -282,10 +292,26 @@ class Recurrent(nnx.Module):
                 module.load_params(p)
 
     def initial_state(self, batch_shape: int | tuple[int, ...]):
-        """The zero state, each field ``(num_layers * D, *batch_shape, H)``."""
+        """The state a sequence starts from, each field ``(num_layers * D, *batch_shape,
+        H)``: zeros, or the learned state with ``learn_initial_state``."""
         batch_shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
+        if self.learned_state is not None:
+            return self.learned_initial_state(batch_shape)
         count = self.num_layers * self.num_directions
         return self.cell.zero_state(self.layers[0][0].params, (count, *batch_shape))
+
+    def learned_initial_state(self, batch_shape: tuple[int, ...]):
+        """The learned initial state broadcast over ``batch_shape``."""
+        fields = self.cell.state_type._fields
+        return self.cell.state_type(
+            *(
+                jnp.broadcast_to(
+                    self.learned_state[k][...][:, *([None] * len(batch_shape))],
+                    (self.learned_state[k].shape[0], *batch_shape, self.learned_state[k].shape[-1]),
+                )
+                for k in fields
+            )
+        )
 
     def __call__(
         self,
@@ -303,6 +329,8 @@ class Recurrent(nnx.Module):
                 f"xs must be (batch, time, {self.in_features}) for {type(self).__name__}"
                 f"(in_features={self.in_features}); got shape {xs.shape}"
             )
+        if initial_state is None and self.learned_state is not None:
+            initial_state = self.learned_initial_state(xs.shape[:-2])
         return stack(
             self.params,
             xs,

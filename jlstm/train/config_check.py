@@ -103,6 +103,9 @@ TRAIN_BY_TASK = {  # fields of config.train that only some tasks have
 _RECURRENT = {
     "cell": Field(str, choices=cells.names()),
     "implementation": Field(str, choices=implementation.NAMES),
+    "recurrent_dropout": RATE,
+    "zoneout": RATE,
+    "learn_initial_state": FLAG,
 }
 _SEQUENCE_MODEL = {
     **_RECURRENT,

@@ -549,6 +549,9 @@ ADDED_TO_ALL = {  # from configs/default.py
     "train.tensorboard": True,  # TensorBoard event files
     "model.cell": "lstm",  # the recurrent cell (jlstm.cells)
     "model.implementation": "auto",  # which loop runs it (jlstm.implementation)
+    "model.recurrent_dropout": 0.0,  # jlstm.regularize
+    "model.zoneout": 0.0,
+    "model.learn_initial_state": False,
 }
 
 

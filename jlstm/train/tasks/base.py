@@ -98,6 +98,9 @@ def recurrent_options(model) -> dict:
         implementation=model.implementation,
         num_layers=model.num_layers,
         dropout=model.dropout,
+        recurrent_dropout=model.recurrent_dropout,
+        zoneout=model.zoneout,
+        learn_initial_state=model.learn_initial_state,
     )
     if "bidirectional" in model:
         options["bidirectional"] = model.bidirectional
