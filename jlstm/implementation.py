@@ -11,17 +11,29 @@ name           what runs                                                   where
 "xla"          the LSTM's custom-JVP loops (:mod:`jlstm.fused`) as scans   LSTM, float
 "cpu_kernel"   the same, with the loops in jlstm's C++ kernel              LSTM, CPU,
                                                                            float32
+"cudnn"        the whole stack in one cuDNN call                           LSTM stacks,
+               (``jax.experimental.rnn.lstm``, :mod:`jlstm.cudnn`)         CUDA GPU,
+                                                                           float32
 =============  ==========================================================  ============
+
+On a TPU the layer lowers to the "xla" (or "reference") loops, ``lax.scan``
+compiled by XLA:TPU: no custom call, so a TPU program exports from any machine
+(``tests/test_implementations.py`` exports a train step for ``tpu``).
 
 Every implementation equals "reference" under every transformation (jit, grad,
 vmap, jvp, jacfwd, hessian and their compositions) to float tolerance.
 
-"auto" picks, top to bottom, the first that applies: "cpu_kernel" where the
-computation runs on the CPU backend, in float32, on one device, at a step
-size where the kernel was measured faster than XLA's loops on this class of
-CPU (:func:`jlstm.fused.kernel.faster`); "xla" for any other LSTM call with
-floating parameters; "reference" for other cells. An explicit name that
-cannot run the call raises an error that says why and what to use instead.
+"auto" picks, top to bottom, the first that applies: "cudnn" while
+:data:`AUTO_USES_CUDNN` is set, for an LSTM stack (:func:`jlstm.stack`) on a
+GPU in float32 with ``lengths`` or no padding (not a general ``mask``, resets,
+``remat`` or recurrent noise), on one device, traced under no ``vmap`` and no
+forward-mode derivative (:func:`transformations`; cuDNN's call has neither
+rule); "cpu_kernel" where the computation runs on the CPU backend, in float32,
+on one device, at a step size where the kernel was measured faster than XLA's
+loops on this class of CPU (:func:`jlstm.fused.kernel.faster`); "xla" for any
+other LSTM call with floating parameters; "reference" for other cells. An
+explicit name that cannot run the call raises an error that says why and what
+to use instead.
 """
 
 from __future__ import annotations
@@ -33,8 +45,14 @@ import numpy as np
 
 from jlstm.cells.base import Cell
 
-NAMES = ("auto", "reference", "xla", "cpu_kernel")
+NAMES = ("auto", "reference", "xla", "cpu_kernel", "cudnn")
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+GPUS = ("gpu", "cuda")  # jax.default_backend() on a GPU; "cuda" as jax.export names it
+
+# "auto" may pick "cudnn". Off until cuDNN is measured on a GPU against "xla" (speed, and
+# equality to the reference); the rules for when it may run are written and tested, so
+# turning this on is the only change then.
+AUTO_USES_CUDNN = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +71,17 @@ class Call:
     devices: int  # jax.device_count()
     resets: bool = False  # the call has per-step state resets
     noise: bool = False  # recurrent dropout or zoneout act inside the recurrence
+    # Set by jlstm.stack, for "cudnn" (which runs whole stacks); a layer leaves the defaults.
+    whole_stack: bool = False  # the call is every layer and direction of a stack
+    masking: str = "none"  # padding given as "lengths", a general "mask", or "none"
+    remat: bool = False  # remat=True: the backward recomputes stretches of the loop
+    transformed: frozenset[str] = frozenset()  # transformations(): what cuDNN cannot run under
 
 
 def choose(requested: str, call: Call) -> str:
     """The implementation that runs ``call``: ``requested`` itself, or for "auto" the
-    first of "cpu_kernel", "xla", "reference" that applies (see the module docstring)."""
+    first of "cudnn" (while AUTO_USES_CUDNN), "cpu_kernel", "xla", "reference" that
+    applies (see the module docstring)."""
     if requested not in NAMES:
         raise ValueError(f"implementation must be one of {NAMES}; got {requested!r}")
     if requested == "reference" or min(call.batch, call.steps) == 0:
@@ -70,6 +94,8 @@ def choose(requested: str, call: Call) -> str:
                 f"Use {_alternative(requested, call)}."
             )
         return requested
+    if AUTO_USES_CUDNN and why_not("cudnn", call) is None:
+        return "cudnn"
     for name in ("cpu_kernel", "xla"):
         if why_not(name, call) is None and (name != "cpu_kernel" or _kernel_faster(call)):
             return name
@@ -85,6 +111,8 @@ def why_not(name: str, call: Call) -> str | None:
             "recurrent dropout and zoneout change the recurrence; they run on "
             "implementation='reference' only"
         )
+    if name == "cudnn":
+        return _why_not_cudnn(call)
     if name not in call.cell.fast_implementations:
         has = ", ".join(repr(n) for n in ("reference", *call.cell.fast_implementations))
         return f"the {call.cell.name!r} cell has no {name!r} implementation (it has {has})"
@@ -115,6 +143,72 @@ def why_not(name: str, call: Call) -> str | None:
     return kernel.unavailable()
 
 
+def _why_not_cudnn(call: Call) -> str | None:
+    from jlstm.cells.lstm import LSTM
+
+    f32 = np.dtype(np.float32)
+    if type(call.cell) is not LSTM:
+        return f"cuDNN runs the 'lstm' cell only; got the {call.cell.name!r} cell"
+    if not call.whole_stack:
+        return (
+            "it runs whole stacks, every layer and direction in one call: use jlstm.stack "
+            "(one layer: stack(((params,),), xs))"
+        )
+    if call.backend not in GPUS:
+        return f"it runs on a GPU only; this computation runs on {call.backend!r}"
+    if set(call.param_dtypes) != {f32} or call.compute != f32 or call.state_dtype != f32:
+        kinds = ", ".join(sorted({str(d) for d in call.param_dtypes}))
+        return (
+            f"it computes in float32 only; got parameters {kinds}, "
+            f"matmuls {call.compute}, state {call.state_dtype}"
+        )
+    if call.masking == "mask":
+        return "it takes right padding as lengths=, not a general mask="
+    if call.resets:
+        return "it has no state resets"
+    if call.remat:
+        return "remat=True recomputes stretches of jlstm's loops; cuDNN keeps its own saved state"
+    if call.devices > 1:
+        return (
+            f"with {call.devices} devices the batch may be sharded, and a custom call "
+            "cannot be split by rows"
+        )
+    if call.transformed:
+        return (
+            f"it is traced under {' and '.join(sorted(call.transformed))}, which cuDNN's call "
+            "(a custom_vjp over a custom call) has no rule for"
+        )
+    return None
+
+
+def transformations() -> frozenset[str]:
+    """The transformations the current trace runs under that cuDNN's call has no rule for:
+    "vmap" and "forward-mode autodiff" (jvp, jacfwd, hessian, linearize).
+
+    Read from JAX's trace stack when the layer is traced, so it sees a transformation
+    applied around the call or around a ``jax.jit`` traced inside it; a function already
+    jitted and then transformed reuses its old trace, and JAX raises (no batching rule for
+    'rnn_fwd', or no jvp of a custom_vjp) rather than compute anything wrong. Reverse mode
+    (grad, vjp) is not listed: cuDNN has its own backward.
+    """
+    try:
+        from jax._src import core
+        from jax._src.interpreters import ad, batching
+
+        traces = core.unsafe_get_trace_stack(core.trace_ctx.trace)
+    except (ImportError, AttributeError):  # a JAX without these internals: assume the worst
+        return frozenset({"a transformation that could not be read"})
+    found = set()
+    for trace in traces:
+        if isinstance(trace, batching.BatchTrace):
+            found.add("vmap")
+        elif isinstance(trace, ad.JVPTrace) or (
+            isinstance(trace, ad.LinearizeTrace) and not trace.is_vjp
+        ):
+            found.add("forward-mode autodiff")
+    return frozenset(found)
+
+
 def _kernel_faster(call: Call) -> bool:
     from jlstm.fused import kernel
 
@@ -124,4 +218,6 @@ def _kernel_faster(call: Call) -> bool:
 def _alternative(requested: str, call: Call) -> str:
     if requested == "cpu_kernel" and why_not("xla", call) is None:
         return "implementation='xla' (the same loops as lax.scans) or 'auto'"
+    if requested == "cudnn" and why_not("xla", call) is None:
+        return "implementation='xla' (the same LSTM on jlstm's loops) or 'auto'"
     return "implementation='auto' or 'reference'"

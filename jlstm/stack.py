@@ -6,17 +6,23 @@ direction per layer, or two (forward, backward) for a bidirectional stack.
 Final states follow PyTorch's ``h_n`` / ``c_n`` layout: a leading axis of
 ``num_layers * num_directions``, layer-major (layer 0 forward, layer 0
 backward, layer 1 forward, ...).
+
+Each layer runs on the implementation its call picks (:mod:`jlstm.implementation`),
+except "cudnn", which runs the whole stack in one call (:mod:`jlstm.cudnn`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jlstm import cells
-from jlstm.cells.base import check_positive_int, check_state
+from jlstm import cells, regularize
+from jlstm import implementation as implementations
+from jlstm.cells.base import check_positive_int, check_state, state_dtype
 from jlstm.layer import layer
 
 Array = jax.Array
@@ -145,34 +151,106 @@ def stack(
         check_state(cell, initial_state, (count, *batch_shape), params[0][0], "initial_state")
         states = [type(initial_state)(*(a[k] for a in initial_state)) for k in range(count)]
 
-    common = dict(
-        cell=cell,
-        implementation=implementation,
+    def between(depth, xs):  # dropout on the outputs of every layer but the last
+        if dropout_key is None or dropout_rate == 0.0 or depth == num_layers - 1:
+            return xs
+        keep = jax.random.bernoulli(
+            jax.random.fold_in(dropout_key, depth), 1.0 - dropout_rate, xs.shape
+        )
+        return jnp.where(keep, xs / (1.0 - dropout_rate), jnp.zeros_like(xs))
+
+    def layers():
+        common = dict(
+            cell=cell,
+            implementation=implementation,
+            lengths=lengths,
+            mask=mask,
+            resets=resets,
+            time_major=time_major,
+            unroll=unroll,
+            remat=remat,
+            dtype=dtype,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
+        )
+        inputs, finals = xs, []
+        for depth, directional in enumerate(params):
+            outputs = []
+            for d, p in enumerate(directional):
+                state = states[depth * directions + d]
+                key = None
+                if dropout_key is not None:  # the layer's own stream (between: fold_in depth)
+                    key = jax.random.fold_in(jax.random.fold_in(dropout_key, 1_000 + depth), d)
+                ys, final = layer(
+                    p, inputs, initial_state=state, reverse=d == 1, dropout_key=key, **common
+                )
+                outputs.append(ys)
+                finals.append(final)
+            inputs = between(depth, outputs[0] if directions == 1 else jnp.concatenate(outputs, -1))
+        return inputs, type(finals[0])(*(jnp.stack(parts) for parts in zip(*finals, strict=True)))
+
+    if implementation not in ("auto", "cudnn"):
+        return layers()
+    call = _stack_call(
+        cell,
+        params,
+        xs,
+        time_major=time_major,
         lengths=lengths,
         mask=mask,
         resets=resets,
-        time_major=time_major,
-        unroll=unroll,
         remat=remat,
         dtype=dtype,
-        recurrent_dropout=recurrent_dropout,
-        zoneout=zoneout,
+        noise=_noise(dropout_key, recurrent_dropout, zoneout),
     )
-    finals = []
-    for depth, directional in enumerate(params):
-        outputs = []
-        for d, p in enumerate(directional):
-            state = states[depth * directions + d]
-            key = None
-            if dropout_key is not None:  # the layer's own stream (between layers: fold_in depth)
-                key = jax.random.fold_in(jax.random.fold_in(dropout_key, 1_000 + depth), d)
-            ys, final = layer(p, xs, initial_state=state, reverse=d == 1, dropout_key=key, **common)
-            outputs.append(ys)
-            finals.append(final)
-        xs = outputs[0] if directions == 1 else jnp.concatenate(outputs, axis=-1)
-        if dropout_key is not None and dropout_rate > 0.0 and depth < num_layers - 1:
-            key = jax.random.fold_in(dropout_key, depth)
-            keep = jax.random.bernoulli(key, 1.0 - dropout_rate, xs.shape)
-            xs = jnp.where(keep, xs / (1.0 - dropout_rate), jnp.zeros_like(xs))
-    final = type(finals[0])(*(jnp.stack(parts) for parts in zip(*finals, strict=True)))
-    return xs, final
+    if implementations.choose(implementation, call) != "cudnn":
+        return layers()
+    from jlstm import cudnn
+
+    def on_cudnn():
+        dropout = dropout_key is not None and dropout_rate > 0.0
+        return cudnn.stack(
+            params,
+            xs,
+            initial_state=initial_state,
+            lengths=lengths,
+            time_major=time_major,
+            between=between if dropout else None,
+        )
+
+    if implementation == "cudnn":
+        return on_cudnn()
+    # "auto": a program lowered for another platform (jax.export) runs the layers instead
+    return jax.lax.platform_dependent(**dict.fromkeys(cudnn.PLATFORMS, on_cudnn), default=layers)
+
+
+def _noise(dropout_key, recurrent_dropout, zoneout) -> bool:
+    """Whether recurrent dropout or zoneout acts inside the layers (as regularize.make_noise)."""
+    dropout = regularize.check_rate("recurrent_dropout", recurrent_dropout) > 0.0
+    return bool(regularize.zoneout_rates(zoneout)) or (dropout and dropout_key is not None)
+
+
+def _stack_call(
+    cell, params, xs, *, time_major, lengths, mask, resets, remat, dtype, noise
+) -> implementations.Call:
+    """The whole stack as :mod:`jlstm.implementation` sees it (for "cudnn")."""
+    leaves = jax.tree.leaves(params)
+    batch_shape = xs.shape[1:-1] if time_major else xs.shape[:-2]
+    return implementations.Call(
+        cell=cell,
+        batch=math.prod(batch_shape),
+        steps=xs.shape[0 if time_major else -2],
+        input_size=xs.shape[-1],
+        hidden=cell.sizes(params[0][0])[1],
+        param_dtypes=tuple(np.dtype(a.dtype) for a in leaves),
+        state_dtype=np.dtype(state_dtype(jnp.result_type(*leaves))),
+        compute=np.dtype(leaves[0].dtype if dtype is None else dtype),
+        backend=jax.default_backend(),
+        devices=jax.device_count(),
+        resets=resets is not None,
+        noise=noise,
+        whole_stack=True,
+        masking="mask" if mask is not None else "lengths" if lengths is not None else "none",
+        remat=remat,
+        transformed=implementations.transformations(),
+    )
