@@ -14,7 +14,14 @@ name           what runs                                                   where
 "cudnn"        the whole stack in one cuDNN call                           LSTM stacks,
                (``jax.experimental.rnn.lstm``, :mod:`jlstm.cudnn`)         CUDA GPU,
                                                                            float32
+"parallel"     Newton's method over the whole trajectory, each step an     LSTM; never
+               associative scan (DEER / quasi-DEER, :mod:`jlstm.parallel`)  picked by
+                                                                           "auto"
 =============  ==========================================================  ============
+
+"parallel" is exact (it falls back to the sequential loop where Newton does
+not converge) but on CPUs slower than the loops (``benchmarks/PARALLEL.md``);
+for its options and convergence report call :func:`jlstm.parallel.parallel_scan`.
 
 On a TPU the layer lowers to the "xla" (or "reference") loops, ``lax.scan``
 compiled by XLA:TPU: no custom call, so a TPU program exports from any machine
@@ -45,7 +52,7 @@ import numpy as np
 
 from jlstm.cells.base import Cell
 
-NAMES = ("auto", "reference", "xla", "cpu_kernel", "cudnn")
+NAMES = ("auto", "reference", "xla", "cpu_kernel", "cudnn", "parallel")
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 GPUS = ("gpu", "cuda")  # jax.default_backend() on a GPU; "cuda" as jax.export names it
 
@@ -121,6 +128,12 @@ def why_not(name: str, call: Call) -> str | None:
     if call.compute not in (*FLOATS, np.dtype(jax.numpy.bfloat16)):
         return f"it needs a float32, float64 or bfloat16 matmul dtype; got {call.compute}"
     if name == "xla":
+        return None
+    if name == "parallel":
+        if call.compute != call.param_dtypes[0]:
+            return f"it computes in the parameters' dtype; got matmuls in {call.compute}"
+        if call.resets:
+            return "it has no state resets (implementation='xla' has them)"
         return None
     # cpu_kernel
     if call.backend != "cpu":

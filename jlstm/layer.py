@@ -210,6 +210,17 @@ def _runner(name: str, cell: cells.Cell):
             return (jnp.swapaxes(hs, 0, 1) if batch_major else hs), final
 
         return run
+    if name == "parallel":
+
+        def run(params, xs, state, mask, *, batch_major, reverse, resets, dtype, unroll):
+            from jlstm.parallel import parallel_scan
+
+            if batch_major:
+                xs = jnp.swapaxes(xs, 0, 1)
+            hs, final, _ = parallel_scan(params, xs, state.h, state.c, mask, reverse=reverse)
+            return (jnp.swapaxes(hs, 0, 1) if batch_major else hs), final
+
+        return run
     from jlstm.fused import layer as fused
 
     def run(params, xs, state, mask, **kw):

@@ -396,3 +396,31 @@ def test_exported_step_runs_and_equals_the_jitted_one(key):
     f = lambda p, x: jax.grad(lambda p: (layer(p, x, lengths=jnp.array([5, 3]))[0] ** 2).sum())(p)
     exported = jax.export.export(jax.jit(f), platforms=("cpu",))(params, xs)
     assert_close(exported.call(params, xs), jax.jit(f)(params, xs))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_parallel_equals_reference(key, reverse):
+    """implementation='parallel' (Newton over the trajectory) is exact, and auto never picks
+    it."""
+    params = noisy_params(key, INPUT, 4)
+    xs = inputs((3, 12, INPUT))
+    kw = dict(lengths=jnp.array([12, 5, 0]), reverse=reverse)
+
+    def f(name):
+        return lambda b: (
+            jnp.sin(layer(params._replace(b=b), xs, implementation=name, **kw)[0]) ** 2
+        ).sum()
+
+    assert_close(
+        jax.value_and_grad(f("parallel"))(params.b),
+        jax.value_and_grad(f("reference"))(params.b),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert_close(
+        jax.jvp(f("parallel"), (params.b,), (jnp.cos(params.b),)),
+        jax.jvp(f("reference"), (params.b,), (jnp.cos(params.b),)),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert impl.choose("auto", call()) != "parallel"

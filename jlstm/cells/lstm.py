@@ -173,7 +173,7 @@ class LSTM(Cell):
     name: ClassVar[str] = "lstm"
     params_type: ClassVar[type] = LSTMParams
     state_type: ClassVar[type] = LSTMState
-    fast_implementations: ClassVar[tuple[str, ...]] = ("xla", "cpu_kernel")
+    fast_implementations: ClassVar[tuple[str, ...]] = ("xla", "cpu_kernel", "parallel")
 
     def init(self, key, input_size, hidden_size, **options) -> LSTMParams:
         return init_params(key, input_size, hidden_size, **options)
