@@ -1,8 +1,9 @@
 """Parallel-in-time evaluation (jlstm.parallel) against the sequential layer on this machine.
 
 Run: ``python benchmarks/parallel.py --quick`` (about 8 minutes on a 2-core
-CPU; writes ``benchmarks/PARALLEL.md``). Without ``--quick`` the per-case
-limit is 30 s and there is no overall budget.
+CPU; writes ``benchmarks/PARALLEL.md``). ``--quick`` skips a case whose one
+timed call is expected to take over 5 s and stops the main table after 5
+minutes; without it the limit is 30 s a call and there is no overall budget.
 
 For T in {1k, 10k, 100k}, H in {8, 32, 128}, B in {1, 16} and each Jacobian
 form it measures, in one process, after compilation:
@@ -15,13 +16,13 @@ form it measures, in one process, after compilation:
 * XLA's account of each compiled program's memory (``memory_analysis()``:
   temp + output bytes, the buffers beyond the arguments).
 
-A case is skipped, and the table says why, when XLA's memory figure exceeds
-the limit, or when its time, extrapolated from the same (H, B, form) at the
-previous T (x T ratio) or, with none, from a flop count, would exceed the
-per-case limit; and once the overall budget is spent. Then three small studies:
-the tangent solve (sequential scan vs dense associative scan), warm starts
-across one optimiser step, and iterations against the recurrent weights'
-scale with and without damping.
+A case is skipped, and the table says why, when its memory (a Jacobian-size
+count, then XLA's figure) exceeds the limit, when its forward time, extrapolated
+from the same (H, B, form) at the previous T (x 1.5 T ratio) or, with none,
+from a rough cost model, would exceed the per-call limit, and once the budget
+is spent. Then three small studies: iterations against the recurrent weights'
+scale with and without damping, the tangent solve (sequential scan vs dense
+associative scan), and warm starts across one optimiser step.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ HIDDEN = (8, 32, 128)
 BATCH = (1, 16)
 JACOBIANS = ("quasi", "full")
 MEMORY_LIMIT = 3e9  # bytes of XLA temp + output for one program (the machine is shared)
-FLOPS = 2e10  # assumed sustained float32 rate of this CPU, for first-guess estimates
+FLOPS = 2e10  # assumed float32 rate of the sequential matmuls, for first-guess estimates
 
 
 def cpu_name() -> str:
@@ -104,11 +105,16 @@ def compiled_memory(fn, *args) -> tuple[object, float]:
 
 
 def wall_time(fn, *args, min_runs=3, max_seconds=3.0):
-    """Fastest of up to ``min_runs`` calls after a warm-up call (fewer when calls are slow).
+    """Fastest of up to ``min_runs`` calls after a warm-up call (fewer when calls are slow;
+    the warm-up alone when it took over half of ``max_seconds``).
 
     The minimum, not the median: on shared cores the other processes only add time.
     """
+    start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
+    times = [time.perf_counter() - start]
+    if times[0] > max_seconds / 2:
+        return times[0], out
     times = []
     while len(times) < min_runs and sum(times) < max_seconds:
         start = time.perf_counter()
@@ -126,11 +132,13 @@ class Budget:
 
 
 def first_guess_seconds(steps, batch, hidden, jacobian):
-    """Flop-count guess for a case with no smaller T to extrapolate from."""
+    """Forward seconds for a case with no smaller T to extrapolate from (fitted by eye to
+    a loaded 2-core Xeon: dense batched 2H x 2H products at ~4 GFLOP/s; the quasi form is
+    memory-bound, ~40 + 12 log2 T floats moved per state entry per iteration at ~8 GB/s)."""
     if jacobian == "full":  # ~6 iterations, each 2T (2H x 2H) @ (2H x 2H+1) products
-        return 6 * 2 * steps * batch * 2 * (2 * hidden) ** 3 / FLOPS
-    # ~30 iterations, each a (T B, H) @ (H, 4H) matmul and a 6-number scan
-    return 30 * steps * batch * (8 * hidden * hidden + 100 * math.log2(steps)) / FLOPS
+        return 6 * 2 * steps * batch * 2 * (2 * hidden) ** 3 / 4e9
+    # ~25 iterations
+    return 25 * steps * batch * hidden * 4 * (40 + 12 * math.log2(steps)) / 8e9
 
 
 def mb(nbytes) -> str:
@@ -140,30 +148,22 @@ def mb(nbytes) -> str:
 
 
 def main_table(args, budget, log):
+    """Breadth first (every H and B at T = 1k, then 10k, then 100k), so a spent budget cuts
+    only the largest cases; each case's time is extrapolated from the same (H, B, form) at
+    the previous T."""
     seq_fwd, seq_grad = sequential_fns()
     rows = []
-    previous = {}  # (H, B, form) -> (T, seconds of fwd+bwd) for extrapolation
-    previous_seq = {}
-    for hidden in args.hidden:
-        for batch in args.batch:
-            for steps in args.steps:
+    previous = {}  # (H, B, form) -> (T, seconds of the forward) for extrapolation
+    for steps in args.steps:
+        for hidden in args.hidden:
+            for batch in args.batch:
                 params, xs = problem(steps, batch, hidden)
-                seq = measure_sequential(
-                    args,
-                    budget,
-                    previous_seq,
-                    (hidden, batch),
-                    steps,
-                    params,
-                    xs,
-                    seq_fwd,
-                    seq_grad,
-                )
+                seq = measure_sequential(args, budget, previous, steps, hidden, batch, params, xs)
                 for jacobian in JACOBIANS:
                     row = dict(T=steps, H=hidden, B=batch, jacobian=jacobian, **seq)
                     row.update(
                         measure_parallel(
-                            args, budget, previous, (hidden, batch, jacobian), steps, params, xs
+                            args, budget, previous, steps, hidden, batch, jacobian, params, xs
                         )
                     )
                     rows.append(row)
@@ -171,55 +171,55 @@ def main_table(args, budget, log):
     return rows
 
 
-def extrapolated(previous, key, steps, limit, guess):
+def estimate(previous, key, steps, guess) -> float:
+    """Seconds: the same case at a smaller T scaled by 1.5 T/T0 (caches make it super-linear)."""
     if key in previous:
         t0, s0 = previous[key]
-        estimate = s0 * steps / t0
-    else:
-        estimate = guess
-    return estimate, estimate > limit
+        return 1.5 * s0 * steps / t0
+    return guess
 
 
-def measure_sequential(args, budget, previous, key, steps, params, xs, fwd, grad):
+def measure_sequential(args, budget, previous, steps, hidden, batch, params, xs):
     if budget.spent():
-        return dict(seq_note="budget spent")
-    guess = steps * key[1] * 24 * key[0] * key[0] * 3 / FLOPS + steps * 3e-6
-    estimate, too_long = extrapolated(previous, key, steps, args.limit, guess)
-    if too_long:
-        return dict(seq_note=f"skipped: est. {estimate:.0f} s")
-    c_fwd, m_fwd = compiled_memory(fwd, params, xs)
+        return dict(seq_note="not run: time budget spent")
+    key = ("sequential", hidden, batch)
+    guess = 3 * steps * (batch * 8 * hidden * hidden / FLOPS + 1e-6)  # fwd+bwd
+    seconds = estimate(previous, key, steps, guess)
+    if seconds > args.limit:
+        return dict(seq_note=f"sequential skipped: est. {seconds:.0f} s")
+    fwd, grad = sequential_fns()
+    c_fwd, _ = compiled_memory(fwd, params, xs)
     c_grad, m_grad = compiled_memory(grad, params, xs)
-    t_fwd, _ = wall_time(c_fwd, params, xs)
-    t_grad, _ = wall_time(c_grad, params, xs)
+    t_fwd, _ = wall_time(c_fwd, params, xs, max_seconds=args.limit)
+    t_grad, _ = wall_time(c_grad, params, xs, max_seconds=args.limit)
     previous[key] = (steps, t_grad)
     return dict(seq_fwd=t_fwd, seq_grad=t_grad, seq_mem=m_grad)
 
 
-def measure_parallel(args, budget, previous, key, steps, params, xs):
-    hidden, batch, jacobian = key
+def measure_parallel(args, budget, previous, steps, hidden, batch, jacobian, params, xs):
     if budget.spent():
         return dict(note="not run: time budget spent")
-    guess = first_guess_seconds(steps, batch, hidden, jacobian)
-    estimate, too_long = extrapolated(previous, key, steps, args.limit, guess)
-    if too_long:
-        return dict(note=f"skipped: est. {estimate:,.0f} s > {args.limit:.0f} s")
+    key = (jacobian, hidden, batch)
+    seconds = estimate(previous, key, steps, first_guess_seconds(steps, batch, hidden, jacobian))
+    if seconds > args.limit:
+        return dict(note=f"skipped: est. {seconds:,.0f} s > {args.limit:.0f} s")
+    if jacobian == "full" and steps * batch * (2 * hidden) ** 2 * 4 * 4 > MEMORY_LIMIT:
+        return dict(note=f"skipped: memory > {MEMORY_LIMIT / 1e9:.0f} GB (4 (2H)^2 floats a step)")
     fwd, grad = parallel_fns(jacobian)
     c_fwd, m_fwd = compiled_memory(fwd, params, xs)
     if m_fwd > MEMORY_LIMIT:
         return dict(note=f"skipped: memory {m_fwd / 1e9:.0f} GB", par_mem=m_fwd)
     c_grad, m_grad = compiled_memory(grad, params, xs)
-    if m_grad > MEMORY_LIMIT:
-        return dict(note=f"skipped: fwd+bwd memory {m_grad / 1e9:.0f} GB", par_mem=m_fwd)
-    t_fwd, (_, iterations, converged, fell_back) = wall_time(c_fwd, params, xs)
+    t_fwd, (_, iterations, converged, fell_back) = wall_time(
+        c_fwd, params, xs, max_seconds=args.limit
+    )
+    previous[key] = (steps, t_fwd)
     out = dict(par_fwd=t_fwd, iterations=int(iterations), par_mem=m_fwd, par_grad_mem=m_grad)
     out["note"] = "fell back" if bool(fell_back) else ("" if bool(converged) else "NOT CONVERGED")
-    if t_fwd * 3 > args.limit or budget.spent():
-        out["note"] += " fwd+bwd skipped (time)"
-        previous[key] = (steps, 3 * t_fwd)
+    if m_grad > MEMORY_LIMIT or 1.5 * t_fwd > args.limit or budget.spent():
+        out["note"] += " fwd+bwd skipped (memory or time)"
         return out
-    t_grad, _ = wall_time(c_grad, params, xs)
-    out["par_grad"] = t_grad
-    previous[key] = (steps, t_grad)
+    out["par_grad"], _ = wall_time(c_grad, params, xs, max_seconds=args.limit)
     return out
 
 
@@ -245,7 +245,8 @@ def format_row(r) -> str:
     per_iter = "—"
     if "par_fwd" in r and "seq_fwd" in r and r.get("iterations"):
         per_iter = f"{r['par_fwd'] / r['iterations'] / r['seq_fwd']:,.2f}"
-    note = " ".join(x for x in (r.get("seq_note", ""), r.get("note", "")) if x)
+    notes = (r.get("seq_note", ""), r.get("note", ""))
+    note = " ".join(dict.fromkeys(x for x in notes if x))  # once each, in order
     return (
         f"| {r['T']:,} | {r['H']} | {r['B']} | {r['jacobian']} | {r.get('iterations', '—')} "
         f"| {ms(r, 'seq_fwd')} | {ms(r, 'par_fwd')} | {ratio(r, 'par_fwd', 'seq_fwd')} "
@@ -261,7 +262,7 @@ def tangent_study(log):
         "| T | H | B | tangent | fwd+bwd ms | fwd+bwd MB |",
         "|---:|---:|---:|---|---:|---:|",
     ]
-    for steps, hidden, batch in ((1_000, 8, 16), (10_000, 8, 1)):
+    for steps, hidden, batch in ((1_000, 8, 16), (1_000, 32, 1), (10_000, 8, 1)):
         params, xs = problem(steps, batch, hidden)
         for tangent in ("sequential", "dense"):
             _, grad = parallel_fns("quasi", tangent)
@@ -301,8 +302,9 @@ def warm_start_study(log):
                 _, _, old = _solve(params, xs, zeros, zeros, jacobian=jacobian)
                 args = (moved, xs, zeros, zeros)
                 cold_fn = partial(_solve, jacobian=jacobian)
-                cold_t, (_, _, cold) = wall_time(cold_fn, *args, min_runs=2)
                 warm_fn = partial(_solve, jacobian=jacobian, init=old.states)
+                jax.block_until_ready((cold_fn(*args), warm_fn(*args)))  # compile both first
+                cold_t, (_, _, cold) = wall_time(cold_fn, *args, min_runs=2)
                 warm_t, (_, _, warm) = wall_time(warm_fn, *args, min_runs=2)
                 lines.append(
                     f"| {steps:,} | {hidden} | {batch} | {jacobian} | {lr:g} | "
@@ -337,7 +339,9 @@ def scale_study(log):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 s per case, 7 min in all")
+    parser.add_argument(
+        "--quick", action="store_true", help="5 s per timed call, about 8 min in all"
+    )
     parser.add_argument("--out", default=str(Path(__file__).with_name("PARALLEL.md")))
     ints = lambda text: tuple(int(v) for v in text.split(","))
     parser.add_argument("--steps", type=ints, default=STEPS, help="e.g. 1000,10000")
@@ -345,8 +349,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=ints, default=BATCH)
     parser.add_argument("--no-studies", action="store_true", help="the main table only")
     args = parser.parse_args(argv)
-    args.limit = 8.0 if args.quick else 30.0
-    budget = Budget(270.0 if args.quick else None)
+    args.limit = 5.0 if args.quick else 30.0
+    budget = Budget(290.0 if args.quick else None)
     started, load0 = time.monotonic(), os.getloadavg()[0]
 
     def log(line):
@@ -358,9 +362,9 @@ def main(argv=None):
     overall = Budget(None)  # the studies take one to two minutes
     overall.deadline = started + 400.0 if args.quick else None
     for name, study in (
+        ("scale", scale_study),
         ("tangent", tangent_study),
         ("warm", warm_start_study),
-        ("scale", scale_study),
     ):
         if args.no_studies or overall.spent():
             studies[name] = [

@@ -150,8 +150,8 @@ def parallel_scan(
         number of iterations only, never the answer, and is not differentiated.
       tangent: how derivatives solve the tangent recurrence:
         ``"sequential"`` (a matrix-free linear ``lax.scan`` of the cell's JVP,
-        the default: O(T·B·H) memory, O(T·B·H²) work; on a CPU 1.5-4x faster
-        and 3-10x smaller than dense, see benchmarks/PARALLEL.md) or
+        the default: O(T·B·H) memory, O(T·B·H²) work; on a CPU faster and
+        several times smaller than dense, see benchmarks/PARALLEL.md) or
         ``"dense"`` (an associative scan over the exact dense Jacobians:
         O(log T) depth but O(T·B·H²) memory and O(T·B·H³) work, which only
         pays with many parallel cores and small H).
