@@ -37,7 +37,10 @@ GPU in float32 with ``lengths`` or no padding (not a general ``mask``, resets,
 forward-mode derivative (:func:`transformations`; cuDNN's call has neither
 rule); "cpu_kernel" where the computation runs on the CPU backend, in float32,
 on one device, at a step size where the kernel was measured faster than XLA's
-loops on this class of CPU (:func:`jlstm.fused.kernel.faster`); "xla" for any
+loops on this class of CPU (:func:`jlstm.fused.kernel.faster`) — except on
+Intel CPUs with AMX at large steps, where the plain "reference" scan was
+measured fastest (:func:`jlstm.fused.kernel.large_steps_prefer_reference`);
+"xla" for any
 other LSTM call with floating parameters; "reference" for other cells. An
 explicit name that cannot run the call raises an error that says why and what
 to use instead.
@@ -103,6 +106,8 @@ def choose(requested: str, call: Call) -> str:
         return requested
     if AUTO_USES_CUDNN and why_not("cudnn", call) is None:
         return "cudnn"
+    if call.backend == "cpu" and call.cell.name == "lstm" and _reference_faster(call):
+        return "reference"  # measured: the plain scan wins there (kernel.py's AMX note)
     for name in ("cpu_kernel", "xla"):
         if why_not(name, call) is None and (name != "cpu_kernel" or _kernel_faster(call)):
             return name
@@ -220,6 +225,14 @@ def transformations() -> frozenset[str]:
         ):
             found.add("forward-mode autodiff")
     return frozenset(found)
+
+
+def _reference_faster(call: Call) -> bool:
+    from jlstm.fused import kernel
+
+    return call.compute == np.dtype(np.float32) and kernel.large_steps_prefer_reference(
+        call.batch, call.input_size, call.hidden
+    )
 
 
 def _kernel_faster(call: Call) -> bool:

@@ -424,3 +424,14 @@ def test_parallel_equals_reference(key, reverse):
         atol=1e-5,
     )
     assert impl.choose("auto", call()) != "parallel"
+
+
+def test_auto_takes_the_reference_scan_at_large_steps_on_amx(monkeypatch):
+    monkeypatch.setattr(kernel, "unavailable", lambda: None)
+    monkeypatch.setattr(kernel, "cpu_class", lambda: "avx512-amx")
+    s4 = dict(batch=256, steps=64, input_size=256, hidden=512)
+    assert impl.choose("auto", call(**s4)) == "reference"  # measured fastest there
+    assert impl.choose("auto", call()) == "cpu_kernel"  # S1
+    assert impl.choose("auto", call(backend="gpu", **s4)) == "xla"
+    monkeypatch.setattr(kernel, "cpu_class", lambda: "avx512")
+    assert impl.choose("auto", call(**s4)) == "cpu_kernel"

@@ -80,10 +80,12 @@ def unavailable() -> str | None:
 # at S1 (3.1 M multiply-adds a step) and 13.1 against 13.2 at S3, but 90
 # against 83 at S2 (25 M) and 546 against 383 at S4 (403 M).
 _NARROW_MAX_STEP = 8_000_000
-# On Intel Xeons with AMX (Sapphire Rapids and later), XLA's oneDNN products are
-# faster at large steps: layer fwd+bwd with the kernel / without it measured
-# (benchmarks/levers.py, 2-core Xeon with AVX-512 and AMX) -- see
-# benchmarks/README.md; the kernel is used up to this step size there.
+# On Intel Xeons with AMX (Sapphire Rapids and later) XLA's own products win at
+# large steps. benchmarks/bench.py on a 2-core Xeon with AVX-512 and AMX,
+# fwd+bwd ms, kernel / 'xla' loops / 'reference' (autodiff of the scan): S1
+# (3.1 M multiply-adds a step) 13.5 / 19.5 / 38.7, S2 (25 M) 204 / 273 / 306, S4
+# (403 M) 972 / 955 / 765. So there the kernel runs up to this step size, and
+# above it the reference scan (see large_steps_prefer_reference).
 _AMX_MAX_STEP = 64_000_000
 
 
@@ -131,6 +133,13 @@ def faster(batch: int, inputs: int, hidden: int) -> bool:
     if kind == "avx512-amx":
         return step <= _AMX_MAX_STEP
     return True
+
+
+def large_steps_prefer_reference(batch: int, inputs: int, hidden: int) -> bool:
+    """Whether, on this CPU class, autodiff of the plain scan beats both of the LSTM's
+    fast loops at this step size (measured on AMX Xeons only; see _AMX_MAX_STEP)."""
+    step = batch * (inputs + hidden) * 4 * hidden
+    return cpu_class() == "avx512-amx" and step > _AMX_MAX_STEP
 
 
 # ------------------------------------------------------------------ build and load
