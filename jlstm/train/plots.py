@@ -126,3 +126,91 @@ def plot_attention(
         if heads > 1:
             ax.legend(fontsize=7)
     return _save(fig, path, title)
+
+
+def plot_gate_traces(
+    traces: dict,
+    lengths,
+    path: str | Path,
+    *,
+    labels: dict[str, str] | None = None,
+    sequence_names: list[str] | None = None,
+    tick_labels: list[list[str]] | None = None,
+    max_units: int = 64,
+    title: str = "",
+) -> Path:
+    """Heat maps of a layer's gates and states over time (:func:`jlstm.inspect.gate_traces`).
+
+    One row per trace, in the order of ``traces`` (for the LSTM f, i, g, o, c, h),
+    one column per sequence; in each panel the units go up and the time steps
+    across, the padding left out. A trace within [0, 1] (a σ gate) is drawn on
+    0..1, one within [-1, 1] (tanh) on -1..1, any other (c_t, a pre-activation)
+    on ±its largest magnitude: one colour bar per row.
+
+    Args:
+      traces: name -> ``(N, T, H)`` array.
+      lengths: ``(N,)`` real steps of each sequence.
+      labels: name -> the row's title (:func:`jlstm.inspect.trace_labels`).
+      sequence_names: a title per column.
+      tick_labels: per sequence, a label for each real step (a text's characters).
+      max_units: units shown, the first ones (the axis says how many there are).
+    """
+    arrays = {k: np.asarray(v, np.float32) for k, v in traces.items()}
+    if not arrays:
+        raise ValueError("traces must hold at least one (N, T, H) array; got none")
+    shapes = {k: a.shape for k, a in arrays.items()}
+    first = next(iter(arrays.values()))
+    if first.ndim != 3 or any(s != first.shape for s in shapes.values()):
+        raise ValueError(f"traces must all be (N, T, H) arrays of one shape; got {shapes}")
+    n, steps, units = first.shape
+    lengths = np.asarray(lengths)
+    if lengths.shape != (n,):
+        raise ValueError(f"lengths must be ({n},); got shape {lengths.shape}")
+    shown = min(units, max_units)
+    labels = labels or {}
+    width = max(3.2, 0.12 * int(lengths.max(initial=1)))
+    fig, axes = plt.subplots(
+        len(arrays),
+        n,
+        figsize=(width * n + 1.2, 1.6 * len(arrays) + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    last_row = len(arrays) - 1
+    for r, (row, (name, values)) in enumerate(zip(axes, arrays.items(), strict=True)):
+        real = np.concatenate([values[k, : int(lengths[k])].ravel() for k in range(n)])
+        low, high = (float(real.min()), float(real.max())) if real.size else (0.0, 1.0)
+        if low >= 0.0 and high <= 1.0:
+            vmin, vmax, cmap = 0.0, 1.0, "viridis"
+        else:
+            top = 1.0 if low >= -1.0 and high <= 1.0 else max(abs(low), abs(high), 1e-6)
+            vmin, vmax, cmap = -top, top, "RdBu_r"
+        image = None
+        for k, ax in enumerate(row):
+            length = int(lengths[k])
+            image = ax.imshow(
+                values[k, :length, :shown].T,
+                aspect="auto",
+                origin="lower",
+                interpolation="nearest",
+                cmap=cmap,
+                vmin=vmin,
+                vmax=vmax,
+                extent=(-0.5, max(length, 1) - 0.5, -0.5, shown - 0.5),
+            )
+            if r == 0 and sequence_names is not None:
+                ax.set_title(sequence_names[k], fontsize=9)
+            if k == 0:
+                units_note = f"units 0-{shown - 1} of {units}" if shown < units else "unit"
+                ax.set_ylabel(f"{labels.get(name, name)}\n{units_note}", fontsize=8)
+            if r == last_row:
+                if tick_labels is not None:
+                    ax.set_xticks(range(length), tick_labels[k][:length], fontsize=6)
+                else:
+                    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                    ax.set_xlabel("time step")
+            else:
+                ax.set_xticks([])
+            ax.tick_params(labelsize=7)
+        fig.colorbar(image, ax=list(row), pad=0.01, aspect=12)
+    return _save(fig, path, title)

@@ -31,16 +31,26 @@ import numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec
 
-from jlstm import data, losses
+from jlstm import data, inspect, losses
 from jlstm.cache import CacheState, cache_log_probs, init_cache
 from jlstm.nn import CharLM
 from jlstm.train.errors import ConfigError
+from jlstm.train.plots import plot_gate_traces
 from jlstm.train.sharding import DATA_AXIS
 from jlstm.train.tasks.base import Task, recurrent_options
 
 PROMPT_CHARS = 40  # the sample continues this many characters of the validation text
 SAMPLE_KEY = 0x5A  # folded into the seed's key for the sample: a fixed, separate stream
 GENERATED_MARK = "[generated:]"  # between the prompt and the generated text of the sample
+GATE_PLOT_SEQUENCES = 2  # stretches of the validation text drawn in gates.png
+GATE_PLOT_CHARS = 48  # characters in each
+SHOWN_AS = {"\n": "\\n", "\t": "\\t", " ": "␣"}  # gates.png's tick labels for blanks
+
+
+def gate_plot_starts(n: int) -> np.ndarray:
+    """Where gates.png's stretches of a text of ``n`` characters start: evenly spaced."""
+    last = max(n - GATE_PLOT_CHARS, 0)
+    return np.unique(np.linspace(0, last, GATE_PLOT_SEQUENCES).round().astype(int))
 
 
 def load_corpus(c) -> str:
@@ -113,26 +123,48 @@ def charlm_task(config, rngs: nnx.Rngs) -> Task:
         return metrics, (final, cache)
 
     def report(model, workdir):
-        """Generate ``config.train.sample_chars`` characters after the validation text's
-        first PROMPT_CHARS; return prompt, GENERATED_MARK and generation for the
-        summary, and save them to ``sample.txt``."""
+        """``gates.png``: the first layer's gates and states over GATE_PLOT_SEQUENCES
+        stretches of the validation text, each read from the zero state, for a cell
+        with traces (:mod:`jlstm.inspect`). A sample, when ``config.train.sample_chars``
+        is not 0: that many characters generated after the validation text's first
+        PROMPT_CHARS; prompt, GENERATED_MARK and generation go to the summary and to
+        ``sample.txt``."""
+        out = {"files": {}}
+        rnn = model.rnn
+        if inspect.has_traces(rnn.cell):
+            starts = gate_plot_starts(len(val_ids))
+            length = min(GATE_PLOT_CHARS, len(val_ids))
+            tokens = np.stack([val_ids[s : s + length] for s in starts])  # (N, length)
+            traces = inspect.gate_traces(rnn.params[0][0], model.embed(jnp.asarray(tokens)))
+            chars = [[SHOWN_AS.get(ch, ch) for ch in vocab.decode(row)] for row in tokens]
+            path = plot_gate_traces(
+                traces,
+                np.full(len(tokens), length),
+                Path(workdir) / "gates.png",
+                labels=inspect.trace_labels(rnn.cell),
+                sequence_names=[f"validation characters {s}-{s + length - 1}" for s in starts],
+                tick_labels=chars,
+                title=f"{c.name}: {rnn.cell.name} layer 1, gates and states over the text",
+            )
+            out["files"]["gates"] = str(path)
         n = config.train.sample_chars
-        if n == 0:
-            return {}
-        prompt = val_ids[:PROMPT_CHARS]
-        key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_KEY)
-        tokens = model.generate(
-            jnp.asarray(prompt), n, temperature=config.train.sample_temperature, key=key
-        )
-        text = vocab.decode(prompt) + GENERATED_MARK + vocab.decode(np.asarray(tokens))
-        path = Path(workdir) / "sample.txt"
-        path.write_text(
-            f"# {n} characters generated at temperature {config.train.sample_temperature} "
-            f"after the first {len(prompt)} characters of the validation text "
-            f"(they follow {GENERATED_MARK})\n{text}\n",
-            encoding="utf-8",
-        )
-        return {"files": {"sample": str(path)}, "sample": text}
+        if n:
+            prompt = val_ids[:PROMPT_CHARS]
+            key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_KEY)
+            tokens = model.generate(
+                jnp.asarray(prompt), n, temperature=config.train.sample_temperature, key=key
+            )
+            text = vocab.decode(prompt) + GENERATED_MARK + vocab.decode(np.asarray(tokens))
+            path = Path(workdir) / "sample.txt"
+            path.write_text(
+                f"# {n} characters generated at temperature {config.train.sample_temperature} "
+                f"after the first {len(prompt)} characters of the validation text "
+                f"(they follow {GENERATED_MARK})\n{text}\n",
+                encoding="utf-8",
+            )
+            out["files"]["sample"] = str(path)
+            out["sample"] = text
+        return out if out["files"] else {}
 
     carry_spec = PartitionSpec(None, DATA_AXIS)  # (layers, batch, hidden)
     eval_carry, eval_carry_spec, cached = model.initial_state(c.eval_batch_size), None, ""

@@ -7,18 +7,19 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from jlstm import data, losses
+from jlstm import data, inspect, losses
 from jlstm.nn import SequenceClassifier
 from jlstm.train.errors import ConfigError
-from jlstm.train.plots import plot_attention
+from jlstm.train.plots import plot_attention, plot_gate_traces
 from jlstm.train.tasks.base import Task, pad_rows, sequence_model_options, weighted
 
 ATTENTION_PLOT_SEQUENCES = 6  # test sequences drawn in attention.png
+GATE_PLOT_SEQUENCES = 3  # test sequences drawn in gates.png
 
 
-def attention_plot_indices(n: int) -> np.ndarray:
-    """The test sequences attention.png shows: up to ATTENTION_PLOT_SEQUENCES, evenly spaced."""
-    k = min(ATTENTION_PLOT_SEQUENCES, n)
+def attention_plot_indices(n: int, k: int = ATTENTION_PLOT_SEQUENCES) -> np.ndarray:
+    """The test sequences attention.png shows: up to ``k``, evenly spaced."""
+    k = min(k, n)
     return np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
@@ -78,25 +79,53 @@ def classification_task(config, rngs: nnx.Rngs) -> Task:
         }, carry
 
     def report(model, workdir):
-        """With attention pooling: a PNG of the weights over time of a few test
-        sequences, evenly spaced through the test set (so several classes show)."""
-        if config.model.pooling != "attention":
-            return {}
-        indices = attention_plot_indices(len(test))
-        batch = test.batch(indices)
-        logits, weights = model(batch["xs"], lengths=batch["lengths"], return_attention=True)
+        """PNGs of a few test sequences, evenly spaced through the test set (so several
+        classes show): ``gates.png``, the first layer's gates and states over time
+        (forward direction), for a cell with traces (:mod:`jlstm.inspect`); with
+        attention pooling ``attention.png``, the weights over time."""
         names = test.class_names
         label = (lambda k: names[k]) if names is not None else (lambda k: k)
-        path = plot_attention(
-            weights,
-            batch["lengths"],
-            Path(workdir) / "attention.png",
-            indices=indices.tolist(),
-            labels=[label(k) for k in batch["y"]],
-            predictions=[label(k) for k in np.asarray(logits).argmax(-1)],
-            title=f"{config.data.name}: attention weights over time, test sequences",
-        )
-        return {"files": {"attention": str(path)}}
+        files = {}
+        rnn = model.encoder.rnn
+        if inspect.has_traces(rnn.cell):
+            indices = attention_plot_indices(len(test), GATE_PLOT_SEQUENCES)
+            batch = test.batch(indices)
+            logits = model(batch["xs"], lengths=batch["lengths"])
+            traces = inspect.gate_traces(
+                rnn.params[0][0], batch["xs"], cell=rnn.cell, lengths=batch["lengths"]
+            )
+            predicted = np.asarray(logits).argmax(-1)
+            files["gates"] = str(
+                plot_gate_traces(
+                    traces,
+                    batch["lengths"],
+                    Path(workdir) / "gates.png",
+                    labels=inspect.trace_labels(rnn.cell),
+                    sequence_names=[
+                        f"test sequence {i}: label {label(y)}, predicted {label(p)}"
+                        for i, y, p in zip(indices, batch["y"], predicted, strict=True)
+                    ],
+                    title=(
+                        f"{config.data.name}: {rnn.cell.name} layer 1"
+                        f"{' (forward)' if rnn.bidirectional else ''}, gates and states over time"
+                    ),
+                )
+            )
+        if config.model.pooling == "attention":
+            indices = attention_plot_indices(len(test))
+            batch = test.batch(indices)
+            logits, weights = model(batch["xs"], lengths=batch["lengths"], return_attention=True)
+            path = plot_attention(
+                weights,
+                batch["lengths"],
+                Path(workdir) / "attention.png",
+                indices=indices.tolist(),
+                labels=[label(k) for k in batch["y"]],
+                predictions=[label(k) for k in np.asarray(logits).argmax(-1)],
+                title=f"{config.data.name}: attention weights over time, test sequences",
+            )
+            files["attention"] = str(path)
+        return {"files": files} if files else {}
 
     majority = np.bincount(test.targets, minlength=train.num_classes).max() / len(test)
     lengths = np.concatenate([train.lengths, test.lengths])
