@@ -53,7 +53,10 @@ def test_charlm_sample_continues_the_validation_text(tmp_path):
     saved = (tmp_path / "sample.txt").read_text()
     assert saved.splitlines()[0].startswith("# 6 characters generated at temperature 0.0")
     assert saved.endswith(expected + "\n")
-    assert out["files"] == {"sample": str(tmp_path / "sample.txt")}
+    assert out["files"] == {
+        "sample": str(tmp_path / "sample.txt"),
+        "gates": str(tmp_path / "gates.png"),
+    }
 
 
 def test_charlm_sample_is_reproducible_and_can_be_turned_off(tmp_path):
@@ -66,7 +69,7 @@ def test_charlm_sample_is_reproducible_and_can_be_turned_off(tmp_path):
     assert first["sample"] == second["sample"]
     assert len(first["sample"]) == PROMPT_CHARS + len(GENERATED_MARK) + 30
     off = make_task(charlm_config(sample_chars=0), jax.random.key(0))
-    assert off.report(off.model, tmp_path) == {}
+    assert off.report(off.model, tmp_path) == {"files": {"gates": str(tmp_path / "gates.png")}}
     assert not (tmp_path / "sample.txt").exists()
 
 
@@ -117,7 +120,7 @@ def test_attention_report_draws_the_models_own_weights(tmp_path, monkeypatch):
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 def test_no_attention_png_without_attention_pooling(tmp_path, pooling):
     task = make_task(attention_config(pooling), jax.random.key(0))
-    assert task.report(task.model, tmp_path) == {}
+    assert "attention" not in task.report(task.model, tmp_path).get("files", {})
     assert not (tmp_path / "attention.png").exists()
 
 
