@@ -24,9 +24,14 @@ parameters with ``cell="rnn_relu"`` (:func:`cell_name` gives the cell's name for
 any module, "rnn_tanh" for a tanh RNN), and pass ``nonlinearity="relu"`` to
 :func:`params_to_torch`.
 
+An LSTM with ``proj_size=P > 0`` is the ``"lstmp"`` cell
+(:class:`~jlstm.cells.LSTMPParams`): its ``weight_hh_l{k}`` is (4H, P) and its
+projection ``weight_hr_l{k}`` (P, H), so ``w_h = weight_hh.T`` (P, 4H) and
+``w_hr = weight_hr.T`` (H, P); the biases as the LSTM's. Its ``h_n`` is
+``final.h`` (P units) and its ``c_n`` ``final.c`` (H units).
+
 ``batch_first`` does not touch the weights: give jlstm batch-major input for
-``batch_first=True`` and ``time_major=True`` input otherwise. An LSTM with
-``proj_size > 0`` is not supported yet.
+``batch_first=True`` and ``time_major=True`` input otherwise.
 
 torch is imported only inside these functions: importing jlstm never imports it.
 """
@@ -38,7 +43,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from jlstm.cells import GRUParams, LSTMParams, RNNParams
+from jlstm.cells import GRUParams, LSTMParams, LSTMPParams, RNNParams
 from jlstm.stack import StackParams, stack_shape
 
 # kind -> (parameters' type, gate blocks, the torch class's name)
@@ -46,8 +51,9 @@ _KINDS = {
     "lstm": (LSTMParams, 4, "LSTM"),
     "gru": (GRUParams, 3, "GRU"),
     "rnn": (RNNParams, 1, "RNN"),
+    "lstmp": (LSTMPParams, 4, "LSTM"),  # torch.nn.LSTM with proj_size > 0
 }
-_BY_GATES = {gates: kind for kind, (_, gates, _) in _KINDS.items()}
+_BY_GATES = {gates: kind for kind, (_, gates, _) in _KINDS.items() if kind != "lstmp"}
 _BY_TYPE = {params_type: kind for kind, (params_type, _, _) in _KINDS.items()}
 # torch.nn.RNNBase.mode -> (kind, nonlinearity)
 _MODES = {
@@ -71,24 +77,44 @@ def _mode(module: Any) -> tuple[str, str | None]:
             "module must be a torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN; "
             f"got {type(module).__name__}"
         )
+    if mode == "LSTM" and getattr(module, "proj_size", 0):
+        return "lstmp", None
     return _MODES[mode]
 
 
 def cell_name(module: Any) -> str:
     """The jlstm cell that runs a torch module's weights, for ``cell=``: "lstm", "gru",
-    "rnn_tanh" or "rnn_relu" (torch's ``mode``, lower case).
+    "rnn_tanh" or "rnn_relu" (torch's ``mode``, lower case), "lstmp" for an LSTM with
+    ``proj_size > 0``.
 
     >>> import torch
     >>> cell_name(torch.nn.RNN(3, 8, nonlinearity="relu")), cell_name(torch.nn.GRU(3, 8))
     ('rnn_relu', 'gru')
+    >>> cell_name(torch.nn.LSTM(3, 8, proj_size=2))
+    'lstmp'
     """
     kind, nonlinearity = _mode(module)
     return kind if nonlinearity is None else f"rnn_{nonlinearity}"
 
 
 def _infer_kind(state: dict, kind: str | None) -> str:
-    """The kind from the shapes of ``weight_hh_l0`` (G*H, H), checked against ``kind``."""
+    """The kind from the shapes of ``weight_hh_l0`` (G*H, H), checked against ``kind``;
+    "lstmp" where the state has a projection ``weight_hr_l0`` (P, H)."""
     rows, cols = tuple(state["weight_hh_l0"].shape)
+    if "weight_hr_l0" in state:
+        hr = tuple(state["weight_hr_l0"].shape)
+        if len(hr) != 2 or hr[0] != cols or rows != 4 * hr[1] or not 0 < cols < hr[1]:
+            raise ValueError(
+                "weight_hr_l0 must be (proj_size, hidden_size) with 0 < proj_size < hidden_size "
+                f"and weight_hh_l0 (4 * hidden_size, proj_size); got weight_hr_l0 {hr} and "
+                f"weight_hh_l0 {(rows, cols)}"
+            )
+        if kind is not None and kind != "lstmp":
+            raise ValueError(
+                f"kind={kind!r} does not match the weights: weight_hr_l0 {hr} is the projection "
+                "of an LSTM with proj_size > 0, kind 'lstmp'"
+            )
+        return "lstmp"
     inferred = _BY_GATES.get(rows // cols) if cols and rows % cols == 0 else None
     if inferred is None:
         raise ValueError(
@@ -103,7 +129,7 @@ def _infer_kind(state: dict, kind: str | None) -> str:
     return inferred
 
 
-def _params(kind: str, w_ih, w_hh, b_ih, b_hh, dtype):
+def _params(kind: str, w_ih, w_hh, b_ih, b_hh, dtype, w_hr=None):
     """One layer-direction's jlstm parameters from torch's float64 arrays."""
     if kind == "gru":
         hidden = w_hh.shape[1]
@@ -111,7 +137,7 @@ def _params(kind: str, w_ih, w_hh, b_ih, b_hh, dtype):
         extra = dict(b_hn=jnp.asarray(b_hh[2 * hidden :], dtype))
     else:
         b = b_ih + b_hh
-        extra = {}
+        extra = {} if w_hr is None else dict(w_hr=jnp.asarray(w_hr.T, dtype))
     return _KINDS[kind][0](
         w_x=jnp.asarray(w_ih.T, dtype),
         w_h=jnp.asarray(w_hh.T, dtype),
@@ -132,10 +158,11 @@ def _biases(p) -> tuple[np.ndarray, np.ndarray]:
 def params_from_torch(module: Any, *, kind: str | None = None, dtype=jnp.float32) -> StackParams:
     """A ``torch.nn.LSTM``, ``GRU`` or ``RNN`` (or its ``state_dict``) -> jlstm stack parameters.
 
-    The kind ("lstm", "gru" or "rnn") comes from the module, or for a
-    ``state_dict`` from the shapes (``weight_hh_l0`` has 4H, 3H or H rows);
-    ``kind=`` states it, and must agree. A ReLU RNN's parameters run with
-    ``cell="rnn_relu"`` (:func:`cell_name`).
+    The kind ("lstm", "gru", "rnn", or "lstmp" for an LSTM with ``proj_size > 0``)
+    comes from the module, or for a ``state_dict`` from the shapes (``weight_hh_l0``
+    has 4H, 3H or H rows; a ``weight_hr_l0`` is a projection); ``kind=`` states it,
+    and must agree. A ReLU RNN's parameters run with ``cell="rnn_relu"``
+    (:func:`cell_name`).
 
     >>> import torch
     >>> params = params_from_torch(torch.nn.LSTM(3, 8, num_layers=2, bidirectional=True))
@@ -144,15 +171,13 @@ def params_from_torch(module: Any, *, kind: str | None = None, dtype=jnp.float32
     >>> params = params_from_torch(torch.nn.GRU(3, 8).state_dict())
     >>> type(params[0][0]).__name__, params[0][0].w_h.shape, params[0][0].b_hn.shape
     ('GRUParams', (8, 24), (8,))
+    >>> p = params_from_torch(torch.nn.LSTM(3, 8, proj_size=2))[0][0]
+    >>> type(p).__name__, p.w_h.shape, p.w_hr.shape
+    ('LSTMPParams', (2, 32), (8, 2))
     """
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"kind must be one of {tuple(_KINDS)} or None; got {kind!r}")
     if hasattr(module, "state_dict"):
-        if getattr(module, "proj_size", 0):
-            raise NotImplementedError(
-                f"torch.nn.LSTM with proj_size > 0 is not supported yet; got proj_size="
-                f"{module.proj_size}"
-            )
         module_kind, _ = _mode(module)
         if kind is not None and kind != module_kind:
             raise ValueError(
@@ -161,8 +186,6 @@ def params_from_torch(module: Any, *, kind: str | None = None, dtype=jnp.float32
         state = module.state_dict()
     else:
         state = dict(module)
-    if any(name.startswith("weight_hr") for name in state):
-        raise NotImplementedError("torch.nn.LSTM with proj_size > 0 is not supported yet")
     if "weight_ih_l0" not in state or "weight_hh_l0" not in state:
         raise ValueError(
             "module must be a torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN, or the state_dict "
@@ -187,7 +210,8 @@ def params_from_torch(module: Any, *, kind: str | None = None, dtype=jnp.float32
             w_ih, w_hh = array(f"weight_ih{s}"), array(f"weight_hh{s}")
             size = w_ih.shape[0]
             b_ih, b_hh = bias(f"bias_ih{s}", size), bias(f"bias_hh{s}", size)
-            directions.append(_params(kind, w_ih, w_hh, b_ih, b_hh, dtype))
+            w_hr = array(f"weight_hr{s}") if kind == "lstmp" else None
+            directions.append(_params(kind, w_ih, w_hh, b_ih, b_hh, dtype, w_hr))
         layers.append(tuple(directions))
         k += 1
     params = tuple(layers)
@@ -205,7 +229,8 @@ def params_to_torch(
     """jlstm stack parameters -> a torch module holding the same weights.
 
     The module's class follows the parameters' type: ``torch.nn.LSTM`` for
-    :class:`~jlstm.cells.LSTMParams`, ``torch.nn.GRU`` for
+    :class:`~jlstm.cells.LSTMParams`, ``torch.nn.LSTM(proj_size=P)`` for
+    :class:`~jlstm.cells.LSTMPParams`, ``torch.nn.GRU`` for
     :class:`~jlstm.cells.GRUParams`, ``torch.nn.RNN`` with ``nonlinearity``
     ("tanh" unless ``module`` says otherwise) for :class:`~jlstm.cells.RNNParams`.
     Loads into ``module`` when given (its class and sizes must match, and its
@@ -220,6 +245,8 @@ def params_to_torch(
     ...                       nonlinearity="relu")
     >>> type(rnn).__name__, rnn.nonlinearity
     ('RNN', 'relu')
+    >>> params_to_torch(init_stack_params(jax.random.key(0), 3, 8, cell="lstmp")).proj_size
+    4
     """
     import torch
 
@@ -227,7 +254,8 @@ def params_to_torch(
     kind = _BY_TYPE.get(type(params[0][0]))
     if kind is None:
         raise TypeError(
-            "params must hold LSTMParams, GRUParams or RNNParams (the cells torch has); "
+            "params must hold LSTMParams, LSTMPParams, GRUParams or RNNParams (the cells "
+            "torch has); "
             f"got {type(params[0][0]).__name__}"
         )
     _, _, class_name = _KINDS[kind]
@@ -238,14 +266,19 @@ def params_to_torch(
         )
     if nonlinearity is not None and nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {_NONLINEARITIES}; got {nonlinearity!r}")
+    proj = params[0][0].w_hr.shape[1] if kind == "lstmp" else 0
     if module is None:
         options = dict(
             num_layers=num_layers, bidirectional=directions == 2, batch_first=batch_first
         )
         if kind == "rnn":
             options["nonlinearity"] = nonlinearity or "tanh"
+        if kind == "lstmp":
+            options["proj_size"] = proj
         module = getattr(torch.nn, class_name)(input_size, hidden, **options)
     module_kind, module_nonlinearity = _mode(module)
+    if {module_kind, kind} == {"lstm", "lstmp"}:
+        module_kind = kind  # the same class: the sizes check below names proj_size
     if module_kind != kind:
         raise ValueError(
             f"module must be a torch.nn.{class_name} for {type(params[0][0]).__name__}; "
@@ -256,9 +289,9 @@ def params_to_torch(
             f"nonlinearity={nonlinearity!r} does not match the module's "
             f"nonlinearity={module_nonlinearity!r}"
         )
-    if kind == "lstm":
+    if kind in ("lstm", "lstmp"):
         fields = "(input_size, hidden_size, num_layers, bidirectional, proj_size)"
-        expected = (input_size, hidden, num_layers, directions == 2, 0)
+        expected = (input_size, hidden, num_layers, directions == 2, proj)
         got = (
             module.input_size,
             module.hidden_size,
@@ -284,6 +317,8 @@ def params_to_torch(
             tensor = lambda a, ref=ref: torch.as_tensor(np.asarray(a, np.float64).copy()).to(ref)
             new[f"weight_ih{s}"] = tensor(p.w_x.T)
             new[f"weight_hh{s}"] = tensor(p.w_h.T)
+            if kind == "lstmp":
+                new[f"weight_hr{s}"] = tensor(p.w_hr.T)
             bias_ih, bias_hh = _biases(p)
             if f"bias_ih{s}" in state:
                 new[f"bias_ih{s}"] = tensor(bias_ih)
