@@ -159,9 +159,10 @@ def test_bias_false_module():
 
 
 class TestBadInput:
-    def test_proj_size(self):
-        with pytest.raises(NotImplementedError, match="proj_size > 0 is not supported"):
-            params_from_torch(torch.nn.LSTM(I, H, proj_size=2))
+    def test_proj_size_gives_the_projected_cell(self):
+        """proj_size > 0 converts (to LSTMPParams; parity in test_lstmp_torch.py)."""
+        params = params_from_torch(torch.nn.LSTM(I, H, proj_size=2))
+        assert type(params[0][0]).__name__ == "LSTMPParams"
 
     def test_not_an_lstm(self):
         with pytest.raises(ValueError, match=r"module must be a torch.nn.LSTM.*or the state_dict"):
