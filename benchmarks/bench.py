@@ -37,15 +37,9 @@ import levers  # noqa: E402
 import memory  # noqa: E402
 import peers  # noqa: E402
 import train_step  # noqa: E402
+from peers import SHAPES  # noqa: E402
 from timing import load_average, measure  # noqa: E402
 
-SHAPES = {  # B, T, I, H (shared/PEERS.md)
-    "S1": (32, 128, 64, 128),
-    "S2": (64, 256, 128, 256),
-    "S3": (16, 1024, 32, 64),
-    "S4": (256, 64, 256, 512),
-    "S5": (1, 512, 32, 128),
-}
 STRESS = {
     "S1": "small",
     "S2": "medium",

@@ -131,10 +131,23 @@ class Budget:
         return self.deadline is not None and time.monotonic() > self.deadline
 
 
+def machine() -> str:
+    """The device the benchmark ran on: the GPU's name, or the CPU's."""
+    if jax.default_backend() == "gpu":
+        return f"{jax.devices()[0].device_kind} (GPU)"
+    return cpu_name()
+
+
 def first_guess_seconds(steps, batch, hidden, jacobian):
     """Forward seconds for a case with no smaller T to extrapolate from (fitted by eye to
     a loaded 2-core Xeon: dense batched 2H x 2H products at ~4 GFLOP/s; the quasi form is
     memory-bound, ~40 + 12 log2 T floats moved per state entry per iteration at ~8 GB/s)."""
+    if jax.default_backend() == "gpu":  # guessed, not fitted: a GPU is no slower
+        return first_guess_cpu(steps, batch, hidden, jacobian) / 50
+    return first_guess_cpu(steps, batch, hidden, jacobian)
+
+
+def first_guess_cpu(steps, batch, hidden, jacobian):
     if jacobian == "full":  # ~6 iterations, each 2T (2H x 2H) @ (2H x 2H+1) products
         return 6 * 2 * steps * batch * 2 * (2 * hidden) ** 3 / 4e9
     # ~25 iterations
@@ -225,7 +238,10 @@ def measure_parallel(args, budget, previous, steps, hidden, batch, jacobian, par
 
 def ratio(row, a, b) -> str:
     if a in row and b in row:
-        return f"{row[a] / row[b]:,.1f}"
+        value = row[a] / row[b]
+        return (
+            f"{value:,.3f}" if value < 0.1 else f"{value:,.2f}" if value < 10 else f"{value:,.1f}"
+        )
     return "—"
 
 
@@ -348,9 +364,11 @@ def main(argv=None):
     parser.add_argument("--hidden", type=ints, default=HIDDEN)
     parser.add_argument("--batch", type=ints, default=BATCH)
     parser.add_argument("--no-studies", action="store_true", help="the main table only")
+    parser.add_argument("--limit", type=float, default=None, help="seconds a timed call may take")
+    parser.add_argument("--budget", type=float, default=None, help="seconds for the main table")
     args = parser.parse_args(argv)
-    args.limit = 5.0 if args.quick else 30.0
-    budget = Budget(290.0 if args.quick else None)
+    args.limit = args.limit or (5.0 if args.quick else 30.0)
+    budget = Budget(args.budget or (290.0 if args.quick else None))
     started, load0 = time.monotonic(), os.getloadavg()[0]
 
     def log(line):
@@ -387,13 +405,13 @@ def summary(rows) -> list[str]:
     grads = [r for r in done if "par_grad" in r and "seq_grad" in r]
     out = [
         f"- Cases run: {len(done)} of {len(rows)} (the rest skipped, see the notes column).",
-        f"- Best forward ratio: {fwd['par_fwd'] / fwd['seq_fwd']:,.1f}x the sequential time "
+        f"- Best forward ratio: {fwd['par_fwd'] / fwd['seq_fwd']:,.3g}x the sequential time "
         f"({case(fwd)}, {fwd['iterations']} iterations).",
     ]
     if grads:
         g = min(grads, key=lambda r: r["par_grad"] / r["seq_grad"])
         out.append(
-            f"- Best fwd+bwd ratio: {g['par_grad'] / g['seq_grad']:,.1f}x ({case(g)}). The "
+            f"- Best fwd+bwd ratio: {g['par_grad'] / g['seq_grad']:,.3g}x ({case(g)}). The "
             "backward pass is a sequential adjoint scan in both, so fwd+bwd ratios sit closer "
             "to 1 than forward ones."
         )
@@ -424,11 +442,10 @@ def write_report(args, rows, studies, minutes, load0, load1):
     text = [
         "# Parallel-in-time LSTM (jlstm.parallel) vs the sequential layer",
         "",
-        f"Machine: {cpu_name()}; JAX {jax.__version__}, backend {jax.default_backend()}. "
+        f"Machine: {machine()}; JAX {jax.__version__}, backend {jax.default_backend()}. "
         f"Run: `python benchmarks/parallel.py {'--quick' if args.quick else ''}` ({mode}; "
         f"{minutes:.1f} min; per-case limit {args.limit:.0f} s; load average "
-        f"{load0:.1f} at the start, {load1:.1f} at the end: the cores were shared, "
-        "so read single timings as ±30 %).",
+        f"{load0:.1f} at the start, {load1:.1f} at the end).",
         "",
         "Ratios are parallel ÷ sequential (below 1: parallel faster). `par ms / iter ÷ seq` "
         "is one Newton iteration's share of the parallel forward over the whole sequential "

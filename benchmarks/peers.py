@@ -27,6 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+SHAPES = {  # B, T, I, H (shared/PEERS.md)
+    "S1": (32, 128, 64, 128),
+    "S2": (64, 256, 128, 256),
+    "S3": (16, 1024, 32, 64),
+    "S4": (256, 64, 256, 512),
+    "S5": (1, 512, 32, 128),
+}
+
 
 class Unavailable(Exception):
     """An implementation cannot run on this machine; the message says why."""

@@ -59,9 +59,10 @@ NAMES = ("auto", "reference", "xla", "cpu_kernel", "cudnn", "parallel")
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 GPUS = ("gpu", "cuda")  # jax.default_backend() on a GPU; "cuda" as jax.export names it
 
-# "auto" may pick "cudnn". Off until cuDNN is measured on a GPU against "xla" (speed, and
-# equality to the reference); the rules for when it may run are written and tested, so
-# turning this on is the only change then.
+# "auto" may pick "cudnn". Off, as measured (benchmarks/RESULTS-gpu.md, an H200): cuDNN's
+# call through jax.experimental.rnn equals the reference to 5e-7 but takes 1.6x to 2.1x the
+# time of "xla" for fwd+bwd at S1-S3. The rules for when it may run are written and
+# tested, so turning this on is the only change should a later JAX make the call faster.
 AUTO_USES_CUDNN = False
 
 

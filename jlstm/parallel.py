@@ -56,6 +56,10 @@ ON_FAILURE = ("fallback", "raise")
 DEFAULT_TOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 # Default iteration cap: min(T, this). T always suffices in exact arithmetic.
 DEFAULT_MAX_ITERS = 100
+# The residual's products run at full precision: on a GPU, JAX's default float32
+# product is TF32 (about 1e-3 relative), which would hold the residual above any
+# float32 tolerance, so that Newton's method always fell back (measured on an H200).
+RESIDUAL_PRECISION = jax.lax.Precision.HIGHEST
 
 
 class ParallelInfo(NamedTuple):
@@ -326,7 +330,8 @@ class _Lin(NamedTuple):
 
 def _input_gates(params: LSTMParams, xs: Array) -> Array:
     """x_t @ w_x + b for every step at once: (T, B, I) -> (T, B, 4H)."""
-    return jnp.einsum("tbi,ig->tbg", xs, params.w_x) + params.b[None, None, :]
+    xw = jnp.einsum("tbi,ig->tbg", xs, params.w_x, precision=RESIDUAL_PRECISION)
+    return xw + params.b[None, None, :]
 
 
 def _shift(first: Array, traj: Array) -> Array:
@@ -336,7 +341,7 @@ def _shift(first: Array, traj: Array) -> Array:
 
 def _cell_all(w_h: Array, xw: Array, h_prev: Array, c_prev: Array) -> tuple[Array, Array, _Lin]:
     """f_t(s_{t-1}) for all t at once, and its derivatives. Arrays (T, B, ·)."""
-    gates = xw + jnp.einsum("tbh,hg->tbg", h_prev, w_h)  # (T, B, 4H)
+    gates = xw + jnp.einsum("tbh,hg->tbg", h_prev, w_h, precision=RESIDUAL_PRECISION)
     a_i, a_f, a_g, a_o = jnp.split(gates, 4, axis=-1)
     i, f, o = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_o)
     g = jnp.tanh(a_g)

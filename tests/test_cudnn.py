@@ -279,7 +279,7 @@ def test_auto_with_cudnn_on_keeps_todays_path_under_transformations(
     assert {half for half, _ in reference_kernel} == {"forward", "backward"}
 
 
-def test_auto_stays_off_cudnn_until_measured(reference_kernel, key):
+def test_auto_stays_off_cudnn_measured_slower_than_xla(reference_kernel, key):
     assert impl.AUTO_USES_CUDNN is False
     stack(noisy_stack(key), inputs((2, 4, I)), lengths=jnp.array([4, 2]))
     assert not reference_kernel
