@@ -39,6 +39,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.model.recurrent_dropout = 0.0  # variational dropout on x_t and h_{t-1} (Gal 2016)
     config.model.zoneout = 0.0  # units of h and c keep their previous value (Krueger 2017)
     config.model.learn_initial_state = False  # h_0 (and c_0) as parameters
+    # The LSTM family's own options (each only with its cell; the defaults mean "none set"):
+    config.model.proj_size = 0  # cell="lstmp": h's size P < hidden_size (0: hidden_size // 2)
+    config.model.cell_heads = 1  # cell="slstm" | "slstm_exp": block-diagonal recurrent heads
+    config.model.layernorm_eps = 1e-5  # cell="layernorm_lstm": the layer norms' epsilon
     config.model.pooling = "mean"  # what the head reads: last | mean | max | attention
     config.model.attention = "additive"  # attention kind, with pooling="attention"
     config.model.num_heads = 1  # attention heads, with pooling="attention"

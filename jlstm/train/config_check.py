@@ -106,6 +106,9 @@ _RECURRENT = {
     "recurrent_dropout": RATE,
     "zoneout": RATE,
     "learn_initial_state": FLAG,
+    "proj_size": NON_NEGATIVE,
+    "cell_heads": POSITIVE,
+    "layernorm_eps": Field(float, low=0.0, open_low=True),
 }
 _SEQUENCE_MODEL = {
     **_RECURRENT,

@@ -552,6 +552,9 @@ ADDED_TO_ALL = {  # from configs/default.py
     "model.recurrent_dropout": 0.0,  # jlstm.regularize
     "model.zoneout": 0.0,
     "model.learn_initial_state": False,
+    "model.proj_size": 0,  # the LSTM family's own options
+    "model.cell_heads": 1,
+    "model.layernorm_eps": 1e-5,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec
 
+from jlstm import cells
 from jlstm.train.errors import ConfigError
 
 TASKS = ("classification", "regression", "tagging", "matching", "charlm")
@@ -104,14 +106,40 @@ def recurrent_options(model) -> dict:
     )
     if "bidirectional" in model:
         options["bidirectional"] = model.bidirectional
-    if model.cell == "lstm":
-        options["forget_bias"] = model.forget_bias
-    elif model.forget_bias != 1.0:
+    takes = _init_options(model.cell)
+    # Each cell option goes to the cells that have it; set for another cell, it is an error.
+    for field, option, default, owners in (
+        ("forget_bias", "forget_bias", 1.0, "the LSTM's forget gate"),
+        ("proj_size", "proj_size", 0, "the projection size of cell='lstmp'"),
+        ("cell_heads", "num_heads", 1, "the heads of cell='slstm' | 'slstm_exp'"),
+    ):
+        value = model.get(field, default)
+        if option in takes:
+            if not (field == "proj_size" and value == 0):  # 0: the cell's default
+                options[option] = value
+        elif value != default:
+            raise ConfigError(
+                f"config.model.{field} sets {owners}; the {model.cell!r} cell has none "
+                f"(got {field}={value!r}; leave it at {default!r})"
+            )
+    eps = model.get("layernorm_eps", LAYERNORM_EPS)
+    if model.cell == "layernorm_lstm":
+        options["cell"] = cells.get("layernorm_lstm").__class__(eps=eps)
+    elif eps != LAYERNORM_EPS:
         raise ConfigError(
-            f"config.model.forget_bias sets the LSTM's forget gate; the {model.cell!r} cell has "
-            f"none (got forget_bias={model.forget_bias})"
+            f"config.model.layernorm_eps sets the epsilon of cell='layernorm_lstm'; the "
+            f"{model.cell!r} cell has none (got layernorm_eps={eps!r}; leave it at "
+            f"{LAYERNORM_EPS!r})"
         )
     return options
+
+
+LAYERNORM_EPS = 1e-5  # configs/default.py's, and the cell's own default
+
+
+def _init_options(cell: str) -> set[str]:
+    """The keyword options of a registered cell's ``init``."""
+    return set(inspect.signature(cells.get(cell).init).parameters)
 
 
 def sequence_model_options(model) -> dict:
