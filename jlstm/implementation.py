@@ -21,7 +21,9 @@ name           what runs                                                   where
 
 "parallel" is exact (it falls back to the sequential loop where Newton does
 not converge) but on CPUs slower than the loops (``benchmarks/PARALLEL.md``);
-for its options and convergence report call :func:`jlstm.parallel.parallel_scan`.
+``implementation=jlstm.parallel.Parallel(...)`` sets its options (Jacobian form,
+damping, tolerance, iteration cap, what a failure does) and a ``report`` that
+receives each solve's iterations and convergence.
 
 On a TPU the layer lowers to the "xla" (or "reference") loops, ``lax.scan``
 compiled by XLA:TPU: no custom call, so a TPU program exports from any machine
@@ -93,8 +95,11 @@ def choose(requested: str, call: Call) -> str:
     """The implementation that runs ``call``: ``requested`` itself, or for "auto" the
     first of "cudnn" (while AUTO_USES_CUDNN), "cpu_kernel", "xla", "reference" that
     applies (see the module docstring)."""
-    if requested not in NAMES:
-        raise ValueError(f"implementation must be one of {NAMES}; got {requested!r}")
+    requested = getattr(requested, "name", requested)  # a jlstm.parallel.Parallel's options
+    if not isinstance(requested, str) or requested not in NAMES:
+        raise ValueError(
+            f"implementation must be one of {NAMES} or a jlstm.parallel.Parallel; got {requested!r}"
+        )
     if requested == "reference" or min(call.batch, call.steps) == 0:
         return "reference"  # an empty sequence runs no loop: every implementation is this
     if requested != "auto":

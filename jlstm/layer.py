@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,9 @@ from jlstm import implementation as implementations
 from jlstm.cells.base import cast_state, check_float_dtype, check_state, state_dtype
 from jlstm.masking import step_mask
 
+if TYPE_CHECKING:
+    from jlstm.parallel import Parallel
+
 Array = jax.Array
 
 
@@ -35,7 +39,7 @@ def layer(
     xs: Array,
     *,
     cell: str | cells.Cell | None = None,
-    implementation: str = "auto",
+    implementation: str | Parallel = "auto",
     initial_state=None,
     lengths: Array | None = None,
     mask: Array | None = None,
@@ -60,7 +64,8 @@ def layer(
       cell: the cell, by name or as a :class:`~jlstm.cells.Cell` (default: the
         one registered for ``type(params)``; e.g. ``"rnn_relu"`` for an Elman
         RNN's params with ReLU).
-      implementation: "auto", "reference", "xla" or "cpu_kernel"; see
+      implementation: "auto", "reference", "xla", "cpu_kernel" or "parallel"
+        (or a :class:`jlstm.parallel.Parallel` with its options); see
         :mod:`jlstm.implementation`.
       initial_state: the cell's state (for the LSTM ``LSTMState(h, c)``), each
         field ``(*batch, H)``; zeros by default. Cast to the state dtype
@@ -173,7 +178,7 @@ def layer(
         zoneout=zoneout,
     )
     call = dataclasses.replace(call, noise=noise is not None)
-    run = _runner(implementations.choose(implementation, call), cell)
+    run = _runner(implementations.choose(implementation, call), cell, implementation)
     if x_mask is not None:  # the same input mask at every step
         xs = xs * (x_mask[None] if time_major else x_mask[:, None]).astype(xs.dtype)
     if mask is not None:  # padding never reaches a result, even as NaN
@@ -198,9 +203,11 @@ def layer(
     return hs, final
 
 
-def _runner(name: str, cell: cells.Cell):
+def _runner(name: str, cell: cells.Cell, requested):
     """``run(params, xs, state, mask, *, reverse, unroll, dtype, batch_major)`` for one
-    implementation. Shapes: xs (T, B, I), or (B, T, I) with ``batch_major``."""
+    implementation (``requested``: the caller's ``implementation=``, which holds the
+    options of a :class:`jlstm.parallel.Parallel`). Shapes: xs (T, B, I), or (B, T, I)
+    with ``batch_major``."""
     if name == "reference":
 
         def run(params, xs, state, mask, *, batch_major, **kw):
@@ -213,11 +220,12 @@ def _runner(name: str, cell: cells.Cell):
     if name == "parallel":
 
         def run(params, xs, state, mask, *, batch_major, reverse, resets, dtype, unroll):
-            from jlstm.parallel import parallel_scan
+            from jlstm.parallel import Parallel
 
+            solver = requested if isinstance(requested, Parallel) else Parallel()
             if batch_major:
                 xs = jnp.swapaxes(xs, 0, 1)
-            hs, final, _ = parallel_scan(params, xs, state.h, state.c, mask, reverse=reverse)
+            hs, final = solver.run(params, xs, state.h, state.c, mask, reverse=reverse)
             return (jnp.swapaxes(hs, 0, 1) if batch_major else hs), final
 
         return run

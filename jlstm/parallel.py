@@ -32,9 +32,11 @@ Masked steps (mask False) hold the state: f_t(s) = s, J_t = I, exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +94,64 @@ class _Config(NamedTuple):
     max_iters: int
     fallback: bool
     tangent: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+    """``implementation=Parallel(...)``: the "parallel" implementation with
+    :func:`parallel_scan`'s options, on :func:`jlstm.layer`, :func:`jlstm.stack`
+    and the NNX modules. ``implementation="parallel"`` is ``Parallel()``.
+
+    The fields are :func:`parallel_scan`'s options of the same names, checked
+    when the object is made. ``report``, if given, is a host function called
+    with each layer's :class:`ParallelInfo` (its ``states`` left None) through
+    ``jax.debug.callback``, so also under ``jax.jit``: that is how a caller
+    sees the iterations of a solve that :func:`jlstm.layer` does not return
+    (the training loop logs them this way). A function with a report holds a
+    host callback, which ``jax.export`` refuses: leave it None there.
+
+    >>> import jlstm
+    >>> params = jlstm.init_params(jax.random.key(0), 3, 8)
+    >>> seen = []
+    >>> hs, _ = jlstm.layer(params, jnp.ones((2, 64, 3)),
+    ...                     implementation=Parallel(report=seen.append))
+    >>> jax.effects_barrier()
+    >>> int(seen[0].iterations) > 0, bool(seen[0].converged)
+    (True, True)
+    """
+
+    jacobian: str = "quasi"
+    damping: float = 0.0
+    tol: float | None = None
+    max_iters: int | None = None
+    on_failure: str = "fallback"
+    tangent: str = "sequential"
+    report: Callable[[ParallelInfo], None] | None = None
+
+    name: ClassVar[str] = "parallel"  # the implementation it names
+
+    def __post_init__(self):
+        _config(
+            self.jacobian,
+            self.damping,
+            self.tol,
+            self.max_iters,
+            self.on_failure,
+            self.tangent,
+            1,
+            np.dtype(np.float32),
+        )
+        if self.report is not None and not callable(self.report):
+            raise TypeError(f"report must be a function or None; got {self.report!r}")
+
+    def run(self, params, xs, h0, c0, mask, *, reverse: bool):
+        """:func:`parallel_scan` with these options; its info goes to ``report``."""
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        report = options.pop("report")
+        hs, final, info = parallel_scan(params, xs, h0, c0, mask, reverse=reverse, **options)
+        if report is not None:
+            jax.debug.callback(report, info._replace(states=None))
+        return hs, final
 
 
 def parallel_scan(

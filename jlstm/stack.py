@@ -14,7 +14,7 @@ except "cudnn", which runs the whole stack in one call (:mod:`jlstm.cudnn`).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,9 @@ from jlstm import cells, regularize
 from jlstm import implementation as implementations
 from jlstm.cells.base import check_positive_int, check_state, state_dtype
 from jlstm.layer import layer
+
+if TYPE_CHECKING:
+    from jlstm.parallel import Parallel
 
 Array = jax.Array
 StackParams = tuple[tuple[Any, ...], ...]  # params[layer][direction]
@@ -103,7 +106,7 @@ def stack(
     xs: Array,
     *,
     cell: str | cells.Cell | None = None,
-    implementation: str = "auto",
+    implementation: str | Parallel = "auto",
     initial_state=None,
     lengths: Array | None = None,
     mask: Array | None = None,

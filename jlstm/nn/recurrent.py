@@ -11,7 +11,7 @@ random key: dropout takes ``dropout_key`` at call time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,9 @@ from flax import nnx
 from jlstm import cells, regularize
 from jlstm.cells.base import check_positive_int, check_step_inputs
 from jlstm.stack import StackParams, stack, stack_shape
+
+if TYPE_CHECKING:
+    from jlstm.parallel import Parallel
 
 Array = jax.Array
 Initializer = Any
@@ -183,7 +186,7 @@ class Recurrent(nnx.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        implementation: str = "auto",
+        implementation: str | Parallel = "auto",
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         unroll: int = 1,

@@ -23,6 +23,7 @@ import math
 import numbers
 import os
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -119,6 +120,53 @@ def _tensorboardx() -> types.SimpleNamespace:
     return types.SimpleNamespace(
         EventsWriter=EventsWriter, Event=Event, SessionLog=SessionLog, Summary=Summary
     )
+
+
+class NewtonLog:
+    """What the layers of ``implementation="parallel"`` report (each solve's
+    :class:`jlstm.parallel.ParallelInfo`, through :class:`jlstm.parallel.Parallel`'s
+    ``report``), summed up for the metric log.
+
+    The training loop's models are built with ``Parallel(report=NEWTON)``; the loop
+    calls :meth:`drain` at each train log and each evaluation and adds its
+    figures to the record: ``newton_iterations`` (mean Newton steps per solve),
+    ``newton_iterations_max``, ``newton_converged`` (the fraction of solves that
+    converged) and ``newton_fell_back`` (how many returned the sequential answer).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()  # the report runs on JAX's callback threads
+        self._solves = []
+
+    def __deepcopy__(self, memo):  # one sink: a copied model reports to the same log
+        return self
+
+    def __call__(self, info) -> None:
+        record = tuple(
+            np.ravel(np.asarray(a)) for a in (info.iterations, info.converged, info.fell_back)
+        )
+        with self._lock:
+            self._solves.append(record)
+
+    def drain(self) -> dict[str, float]:
+        """The figures of every solve since the last call (none: an empty dict)."""
+        import jax
+
+        jax.effects_barrier()  # every report of the work dispatched so far has run
+        with self._lock:
+            solves, self._solves = self._solves, []
+        if not solves:
+            return {}
+        iterations, converged, fell_back = (np.concatenate(a) for a in zip(*solves, strict=True))
+        return {
+            "newton_iterations": float(iterations.mean()),
+            "newton_iterations_max": int(iterations.max()),
+            "newton_converged": float(converged.mean()),
+            "newton_fell_back": int(fell_back.sum()),
+        }
+
+
+NEWTON = NewtonLog()  # the report of the training loop's parallel layers
 
 
 def read_metrics(path: str | Path) -> list[dict]:

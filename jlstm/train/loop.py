@@ -18,7 +18,7 @@ from jlstm.train import sharding
 from jlstm.train.checkpoint import Checkpointer, StructureMismatch, problem
 from jlstm.train.config_check import check_config
 from jlstm.train.errors import ConfigError, DiskFullError, NonFiniteError, ResumeError
-from jlstm.train.logging import MetricsWriter, Progress, read_metrics
+from jlstm.train.logging import NEWTON, MetricsWriter, Progress, read_metrics
 from jlstm.train.optim import make_optimizer, make_schedule
 from jlstm.train.plots import plot_curves
 from jlstm.train.steps import init_train_state, make_eval_step, make_train_step
@@ -125,6 +125,7 @@ def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, pro
 
     lockstep = sharding.needs_lockstep(mesh)
     timing = _Timing()
+    NEWTON.drain()  # nothing of an earlier run in this process
     final = None  # the evaluation at the last step
     pending = []  # the train metrics since the last log, still on the device
     try:
@@ -141,6 +142,7 @@ def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, pro
                 values = _mean(sharding.to_host(pending))
                 values["learning_rate"] = float(schedule(step))
                 values["steps_per_sec"] = timing.lap(len(pending))
+                values.update(NEWTON.drain())  # implementation="parallel": Newton's iterations
                 pending = []
                 if lead:
                     bar.show(
@@ -150,6 +152,7 @@ def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, pro
             if done % config.train.eval_every == 0 or last:
                 with timing.paused():
                     values = evaluate(eval_step, state, task, mesh)
+                    values.update(NEWTON.drain())
                 if lead:
                     bar.show(done, writer.write(done, "eval", values), keys=tuple(values))
                 final = values if last else None

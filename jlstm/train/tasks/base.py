@@ -95,9 +95,15 @@ def split_rows(arrays: dict[str, np.ndarray], size: int) -> Iterator[dict[str, n
 def recurrent_options(model) -> dict:
     """The recurrent layers' options from ``config.model`` (:class:`jlstm.nn.Recurrent`):
     the cell, the implementation, layers, dropout, direction, and the LSTM's forget bias."""
+    implementation = model.implementation
+    if implementation == "parallel":  # Newton's iterations go to the metric log
+        from jlstm.parallel import Parallel
+        from jlstm.train.logging import NEWTON
+
+        implementation = Parallel(report=NEWTON)
     options = dict(
         cell=model.cell,
-        implementation=model.implementation,
+        implementation=implementation,
         num_layers=model.num_layers,
         dropout=model.dropout,
         recurrent_dropout=model.recurrent_dropout,
