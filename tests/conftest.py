@@ -1,6 +1,16 @@
 """Strict numerics for every test, a PRNG key fixture and a pytree comparison."""
 
-import jax
+import os
+
+# The tests' programs are small and many: compiling them is most of the suite's time, and
+# LLVM's optimisation passes most of each compile. Without them the suite takes about half
+# the time; the numbers are the same to float tolerance, and no test here measures speed
+# (benchmarks/ does, at XLA's defaults). A subprocess that sets XLA_FLAGS keeps its own.
+os.environ["XLA_FLAGS"] = " ".join(
+    filter(None, [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"])
+)
+
+import jax  # noqa: E402  (after XLA_FLAGS, which the CPU backend reads when it starts)
 import numpy as np
 import pytest
 

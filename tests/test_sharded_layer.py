@@ -46,7 +46,7 @@ print(json.dumps({"devices": jax.device_count(), "all_gather": "all-gather" in h
 def run():
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
         "JAX_PLATFORMS": "cpu",
     }
     proc = subprocess.run(
@@ -102,7 +102,7 @@ print(json.dumps({"devices": jax.device_count(), "worst": worst}))
 def test_transformations_of_a_sharded_batch_on_four_devices():
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
         "JAX_PLATFORMS": "cpu",
     }
     proc = subprocess.run(

@@ -28,7 +28,8 @@ def load_config(name: str, variant: str = "smoke"):
 def run_train_py(*args: str, devices: int = 1, env: dict | None = None) -> subprocess.Popen:
     """Start ``python train.py ARGS`` (not waiting) on ``devices`` forced CPU devices."""
     env = {**os.environ, **(env or {})}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    flags = os.environ.get("XLA_FLAGS", "")  # tests/conftest.py's, kept
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     env["JAX_PLATFORMS"] = "cpu"
     return subprocess.Popen(
         [sys.executable, str(REPO / "train.py"), *args],
