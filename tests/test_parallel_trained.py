@@ -69,3 +69,31 @@ def test_parallel_equals_sequential_on_trained_weights(jacobian, rows):
 
     jax.effects_barrier()
     assert seen and all(bool(info.converged) and not bool(info.fell_back) for info in seen)
+
+
+def test_parallel_equals_sequential_on_a_trained_character_lm():
+    """configs/charlm.py's LSTM (H = 384) after 2000 updates, on 4 x 100 embedded characters
+    of held-out plays (tests/fixtures/charlm_lstm.npz, the weights rounded to float16)."""
+    saved = np.load(FIXTURE.with_name("charlm_lstm.npz"))
+    params = LSTMParams(
+        *(jnp.asarray(saved[f"stack/0/0/{f}"], jnp.float32) for f in LSTMParams._fields)
+    )
+    xs = jnp.asarray(saved["inputs"], jnp.float32)
+    assert xs.shape == (4, 100, 64) and params.w_h.shape == (384, 1536)
+    seen = []
+    solver = Parallel(report=seen.append)
+
+    def loss(params, xs, implementation):
+        hs, final = jlstm.layer(params, xs, implementation=implementation)
+        return jnp.sum(jnp.tanh(hs) ** 2) + jnp.sum(final.c**2)
+
+    run = jax.jit(lambda p, impl: jlstm.layer(p, xs, implementation=impl), static_argnums=1)
+    (hs, final), (want_hs, want_final) = run(params, solver), run(params, "reference")
+    np.testing.assert_allclose(hs, want_hs, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(final.c, want_final.c, rtol=1e-4, atol=1e-4)
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+    got, want = grads(params, xs, solver), grads(params, xs, "reference")
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * float(jnp.abs(w).max()))
+    jax.effects_barrier()
+    assert seen and all(bool(i.converged) and not bool(i.fell_back) for i in seen)
