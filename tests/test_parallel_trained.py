@@ -40,24 +40,19 @@ def test_the_fixture_is_a_trained_stack():
     assert float(jnp.abs(params[0][0].b[64:128] - 1.0).mean()) > 0.01
 
 
-@pytest.mark.parametrize(("jacobian", "rows"), [("quasi", 64), ("full", 16)])
-def test_parallel_equals_sequential_on_trained_weights(jacobian, rows):
-    """The dense Jacobians (2H x 2H a step and row) on 16 sequences: on all 64 the same."""
-    params, xs, lengths = trained()
-    xs, lengths = xs[:rows], lengths[:rows]
+def assert_parallel_equals_sequential(model, params, xs, **options):
+    """``model(params, xs, implementation=...) -> (hs, final)`` (jlstm.layer or jlstm.stack)
+    with ``Parallel(**options)`` against "reference": outputs, final c and every gradient
+    to 1e-4, and every solve converged without the fallback."""
     seen = []
-    solver = Parallel(jacobian=jacobian, report=seen.append)
-
-    def run(params, implementation):
-        hs, final = jlstm.stack(params, xs, lengths=lengths, implementation=implementation)
-        return hs, final
+    solver = Parallel(report=seen.append, **options)
 
     def loss(params, xs, implementation):
-        hs, final = jlstm.stack(params, xs, lengths=lengths, implementation=implementation)
+        hs, final = model(params, xs, implementation=implementation)
         return jnp.sum(jnp.tanh(hs) ** 2) + jnp.sum(final.c**2)
 
-    hs, final = jax.jit(lambda p: run(p, solver))(params)
-    want_hs, want_final = jax.jit(lambda p: run(p, "reference"))(params)
+    run = jax.jit(lambda p, impl: model(p, xs, implementation=impl), static_argnums=1)
+    (hs, final), (want_hs, want_final) = run(params, solver), run(params, "reference")
     scale = float(jnp.abs(want_hs).max())
     np.testing.assert_allclose(hs, want_hs, rtol=1e-4, atol=1e-4 * scale)
     np.testing.assert_allclose(final.c, want_final.c, rtol=1e-4, atol=1e-4)
@@ -71,6 +66,15 @@ def test_parallel_equals_sequential_on_trained_weights(jacobian, rows):
     assert seen and all(bool(info.converged) and not bool(info.fell_back) for info in seen)
 
 
+@pytest.mark.parametrize(("jacobian", "rows"), [("quasi", 64), ("full", 16)])
+def test_parallel_equals_sequential_on_trained_weights(jacobian, rows):
+    """The dense Jacobians (2H x 2H a step and row) on 16 sequences: on all 64 the same."""
+    params, xs, lengths = trained()
+    lengths = lengths[:rows]
+    stack = lambda p, x, **kw: jlstm.stack(p, x, lengths=lengths, **kw)
+    assert_parallel_equals_sequential(stack, params, xs[:rows], jacobian=jacobian)
+
+
 def test_parallel_equals_sequential_on_a_trained_character_lm():
     """configs/charlm.py's LSTM (H = 384) after 2000 updates, on 4 x 100 embedded characters
     of held-out plays (tests/fixtures/charlm_lstm.npz, the weights rounded to float16)."""
@@ -80,20 +84,4 @@ def test_parallel_equals_sequential_on_a_trained_character_lm():
     )
     xs = jnp.asarray(saved["inputs"], jnp.float32)
     assert xs.shape == (4, 100, 64) and params.w_h.shape == (384, 1536)
-    seen = []
-    solver = Parallel(report=seen.append)
-
-    def loss(params, xs, implementation):
-        hs, final = jlstm.layer(params, xs, implementation=implementation)
-        return jnp.sum(jnp.tanh(hs) ** 2) + jnp.sum(final.c**2)
-
-    run = jax.jit(lambda p, impl: jlstm.layer(p, xs, implementation=impl), static_argnums=1)
-    (hs, final), (want_hs, want_final) = run(params, solver), run(params, "reference")
-    np.testing.assert_allclose(hs, want_hs, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(final.c, want_final.c, rtol=1e-4, atol=1e-4)
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
-    got, want = grads(params, xs, solver), grads(params, xs, "reference")
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * float(jnp.abs(w).max()))
-    jax.effects_barrier()
-    assert seen and all(bool(i.converged) and not bool(i.fell_back) for i in seen)
+    assert_parallel_equals_sequential(jlstm.layer, params, xs)
