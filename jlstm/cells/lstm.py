@@ -175,29 +175,9 @@ class LSTM(Cell):
     state_type: ClassVar[type] = LSTMState
     fast_implementations: ClassVar[tuple[str, ...]] = ("xla", "cpu_kernel", "parallel")
 
-    def init(
-        self,
-        key,
-        input_size,
-        hidden_size,
-        *,
-        forget_bias: float = 1.0,
-        kernel_init: Initializer = jax.nn.initializers.glorot_uniform(),
-        recurrent_init: Initializer = jax.nn.initializers.orthogonal(),
-        bias_init: Initializer = jax.nn.initializers.zeros,
-        dtype: Any = jnp.float32,
-    ) -> LSTMParams:
-        """:func:`init_params`, the cell's parameters."""
-        return init_params(
-            key,
-            input_size,
-            hidden_size,
-            forget_bias=forget_bias,
-            kernel_init=kernel_init,
-            recurrent_init=recurrent_init,
-            bias_init=bias_init,
-            dtype=dtype,
-        )
+    # init_params itself, so that its options (forget_bias, the initializers, dtype) are
+    # the signature the training configs read to know which options this cell takes.
+    init = staticmethod(init_params)
 
     def sizes(self, params, name: str = "params") -> tuple[int, int]:
         return check_params(params, name)

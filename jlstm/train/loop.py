@@ -125,7 +125,9 @@ def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, pro
 
     lockstep = sharding.needs_lockstep(mesh)
     timing = _Timing()
-    NEWTON.drain()  # nothing of an earlier run in this process
+    # implementation="parallel": Newton's iterations join the records (nothing otherwise).
+    newton = NEWTON.drain if config.model.implementation == "parallel" else dict
+    newton()  # nothing of an earlier run in this process
     final = None  # the evaluation at the last step
     pending = []  # the train metrics since the last log, still on the device
     try:
@@ -142,7 +144,7 @@ def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, pro
                 values = _mean(sharding.to_host(pending))
                 values["learning_rate"] = float(schedule(step))
                 values["steps_per_sec"] = timing.lap(len(pending))
-                values.update(NEWTON.drain())  # implementation="parallel": Newton's iterations
+                values.update(newton())
                 pending = []
                 if lead:
                     bar.show(
@@ -152,7 +154,7 @@ def _run(config, workdir: Path, task: Task, mesh, step_root, started: float, pro
             if done % config.train.eval_every == 0 or last:
                 with timing.paused():
                     values = evaluate(eval_step, state, task, mesh)
-                    values.update(NEWTON.drain())
+                    values.update(newton())
                 if lead:
                     bar.show(done, writer.write(done, "eval", values), keys=tuple(values))
                 final = values if last else None
